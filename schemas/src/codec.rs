@@ -20,6 +20,10 @@ pub fn pod_encode<T: bytemuck::Pod>(value: &T, out: &mut Vec<u8>) -> Result<(), 
 /// Reads a plain-old-data value from exactly its size in bytes (any alignment).
 pub fn pod_decode<T: bytemuck::Pod>(bytes: &[u8]) -> Result<T, CodecError> {
     bytemuck::try_pod_read_unaligned(bytes).map_err(|_| {
-        CodecError::Invalid(format!("expected {} bytes, found {}", std::mem::size_of::<T>(), bytes.len()))
+        CodecError::Invalid(format!(
+            "expected {} bytes, found {}",
+            std::mem::size_of::<T>(),
+            bytes.len()
+        ))
     })
 }

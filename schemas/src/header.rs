@@ -10,8 +10,13 @@ use crate::layout::{
 };
 
 /// Names of the counters stored with each checkpoint, in slot order.
-pub const COUNTER_NAMES: [&str; 5] =
-    ["task_clock_ns", "page_faults", "context_switches", "instructions", "cycles"];
+pub const COUNTER_NAMES: [&str; 5] = [
+    "task_clock_ns",
+    "page_faults",
+    "context_switches",
+    "instructions",
+    "cycles",
+];
 
 /// What the writer last said about itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +148,11 @@ impl LayoutPlan {
         let mut lanes = Vec::with_capacity(1 + self.trace_lanes as usize);
         let mut offset = HEADER_SIZE;
         let mut push = |kind, slot_count| {
-            lanes.push(LaneInfo { kind, offset, slot_count });
+            lanes.push(LaneInfo {
+                kind,
+                offset,
+                slot_count,
+            });
             offset += lane_bytes(slot_count);
         };
         push(LaneKind::Input, self.input_slots);
@@ -231,7 +240,11 @@ pub fn truncate_utf8(s: &str, max: usize) -> &str {
 }
 
 fn bad(field: &'static str, offset: u64, problem: impl Into<String>) -> FormatError {
-    FormatError::BadField { field, offset, problem: problem.into() }
+    FormatError::BadField {
+        field,
+        offset,
+        problem: problem.into(),
+    }
 }
 
 impl HeaderInfo {
@@ -258,9 +271,17 @@ impl HeaderInfo {
         put_u64(&mut page, h::CLOCK_BASE_UNIX_NS, self.clock.base_unix_ns);
         put_u64(&mut page, h::CLOCK_MULT, self.clock.mult);
         put_u64(&mut page, h::CHECKPOINT_OFFSET, self.checkpoint_offset);
-        put_u64(&mut page, h::CHECKPOINT_SLOT_SIZE, self.checkpoint_slot_size);
+        put_u64(
+            &mut page,
+            h::CHECKPOINT_SLOT_SIZE,
+            self.checkpoint_slot_size,
+        );
         put_u32(&mut page, h::CHECKPOINT_SLOT_COUNT, CHECKPOINT_SLOTS);
-        put_u32(&mut page, h::CHECKPOINT_EVERY_INPUTS, self.checkpoint_every_inputs);
+        put_u32(
+            &mut page,
+            h::CHECKPOINT_EVERY_INPUTS,
+            self.checkpoint_every_inputs,
+        );
         put_u64(&mut page, h::CHECKPOINT_EVERY_MS, self.checkpoint_every_ms);
         let host = truncate_utf8(&self.hostname, 64);
         let at = h::HOSTNAME as usize;
@@ -284,7 +305,10 @@ impl HeaderInfo {
     /// ```
     pub fn decode(page: &[u8], file_len: u64) -> Result<HeaderInfo, FormatError> {
         if (page.len() as u64) < HEADER_SIZE || file_len < HEADER_SIZE {
-            return Err(FormatError::Truncated { len: file_len.min(page.len() as u64), need: HEADER_SIZE });
+            return Err(FormatError::Truncated {
+                len: file_len.min(page.len() as u64),
+                need: HEADER_SIZE,
+            });
         }
         let magic: [u8; 8] = page[..8].try_into().expect("8 bytes");
         if magic != MAGIC {
@@ -292,14 +316,25 @@ impl HeaderInfo {
         }
         let format_version = u32_at(page, h::FORMAT_VERSION);
         if format_version > FORMAT_VERSION {
-            return Err(FormatError::FutureVersion { found: format_version, supported: FORMAT_VERSION });
+            return Err(FormatError::FutureVersion {
+                found: format_version,
+                supported: FORMAT_VERSION,
+            });
         }
         if format_version == 0 {
-            return Err(bad("format_version", h::FORMAT_VERSION, "version 0 was never written"));
+            return Err(bad(
+                "format_version",
+                h::FORMAT_VERSION,
+                "version 0 was never written",
+            ));
         }
         let header_size = u32_at(page, h::HEADER_SIZE) as u64;
         if header_size != HEADER_SIZE {
-            return Err(bad("header_size", h::HEADER_SIZE, format!("{header_size}, expected {HEADER_SIZE}")));
+            return Err(bad(
+                "header_size",
+                h::HEADER_SIZE,
+                format!("{header_size}, expected {HEADER_SIZE}"),
+            ));
         }
         let file_size = u64_at(page, h::FILE_SIZE);
         if file_size > file_len {
@@ -312,7 +347,8 @@ impl HeaderInfo {
         let machine_name = decode_name(page)?;
         let clock = decode_clock(page)?;
         let lanes = decode_lanes(page, file_size)?;
-        let (checkpoint_offset, checkpoint_slot_size) = decode_checkpoints(page, &lanes, file_size)?;
+        let (checkpoint_offset, checkpoint_slot_size) =
+            decode_checkpoints(page, &lanes, file_size)?;
         Ok(HeaderInfo {
             format_version,
             file_size,
@@ -352,11 +388,20 @@ fn decode_hostname(page: &[u8]) -> String {
 
 fn decode_clock(page: &[u8]) -> Result<Clock, FormatError> {
     let code = u32_at(page, h::CLOCK_SOURCE);
-    let source = ClockSource::from_code(code)
-        .ok_or_else(|| bad("clock_source", h::CLOCK_SOURCE, format!("unknown source {code}")))?;
+    let source = ClockSource::from_code(code).ok_or_else(|| {
+        bad(
+            "clock_source",
+            h::CLOCK_SOURCE,
+            format!("unknown source {code}"),
+        )
+    })?;
     let shift = u32_at(page, h::CLOCK_SHIFT);
     if shift != Clock::SHIFT {
-        return Err(bad("clock_shift", h::CLOCK_SHIFT, format!("{shift}, expected {}", Clock::SHIFT)));
+        return Err(bad(
+            "clock_shift",
+            h::CLOCK_SHIFT,
+            format!("{shift}, expected {}", Clock::SHIFT),
+        ));
     }
     Ok(Clock {
         source,
@@ -375,24 +420,37 @@ fn decode_lanes(page: &[u8], file_size: u64) -> Result<Vec<LaneInfo>, FormatErro
     let mut lanes: Vec<LaneInfo> = Vec::with_capacity(count as usize);
     for lane in 0..count {
         let entry = h::LANE_TABLE + lane as u64 * lane_entry::SIZE;
-        let bad_lane = |problem: String| FormatError::BadLane { lane, offset: entry, problem };
+        let bad_lane = |problem: String| FormatError::BadLane {
+            lane,
+            offset: entry,
+            problem,
+        };
         let code = u32_at(page, entry + lane_entry::KIND);
-        let kind = LaneKind::from_code(code).ok_or_else(|| bad_lane(format!("unknown kind {code}")))?;
+        let kind =
+            LaneKind::from_code(code).ok_or_else(|| bad_lane(format!("unknown kind {code}")))?;
         if (lane == 0) != (kind == LaneKind::Input) {
             return Err(bad_lane("lane 0 must be the one input lane".into()));
         }
         let slot_size = u32_at(page, entry + lane_entry::SLOT_SIZE) as u64;
         if slot_size != SLOT_SIZE {
-            return Err(bad_lane(format!("slot size {slot_size}, expected {SLOT_SIZE}")));
+            return Err(bad_lane(format!(
+                "slot size {slot_size}, expected {SLOT_SIZE}"
+            )));
         }
         let offset = u64_at(page, entry + lane_entry::OFFSET);
         let slot_count = u64_at(page, entry + lane_entry::SLOT_COUNT);
         if !slot_count.is_power_of_two() || slot_count < 4 {
-            return Err(bad_lane(format!("slot count {slot_count} is not a power of two >= 4")));
+            return Err(bad_lane(format!(
+                "slot count {slot_count} is not a power of two >= 4"
+            )));
         }
-        let previous_end = lanes.last().map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
+        let previous_end = lanes
+            .last()
+            .map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
         if offset < previous_end || offset % layout::PAGE != 0 {
-            return Err(bad_lane(format!("offset {offset} overlaps the previous region or is unaligned")));
+            return Err(bad_lane(format!(
+                "offset {offset} overlaps the previous region or is unaligned"
+            )));
         }
         let end = slot_count
             .checked_mul(SLOT_SIZE)
@@ -403,28 +461,50 @@ fn decode_lanes(page: &[u8], file_size: u64) -> Result<Vec<LaneInfo>, FormatErro
                 "{slot_count} slots at offset {offset} run past the end of the {file_size}-byte file"
             )));
         }
-        lanes.push(LaneInfo { kind, offset, slot_count });
+        lanes.push(LaneInfo {
+            kind,
+            offset,
+            slot_count,
+        });
     }
     Ok(lanes)
 }
 
-fn decode_checkpoints(page: &[u8], lanes: &[LaneInfo], file_size: u64) -> Result<(u64, u64), FormatError> {
+fn decode_checkpoints(
+    page: &[u8],
+    lanes: &[LaneInfo],
+    file_size: u64,
+) -> Result<(u64, u64), FormatError> {
     let slots = u32_at(page, h::CHECKPOINT_SLOT_COUNT);
     if slots != CHECKPOINT_SLOTS {
         let problem = format!("{slots}, expected {CHECKPOINT_SLOTS}");
-        return Err(bad("checkpoint_slot_count", h::CHECKPOINT_SLOT_COUNT, problem));
+        return Err(bad(
+            "checkpoint_slot_count",
+            h::CHECKPOINT_SLOT_COUNT,
+            problem,
+        ));
     }
     let offset = u64_at(page, h::CHECKPOINT_OFFSET);
-    let lanes_end = lanes.last().map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
+    let lanes_end = lanes
+        .last()
+        .map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
     if offset < lanes_end || offset % layout::PAGE != 0 {
-        let problem = format!("{offset} overlaps the lanes (which end at {lanes_end}) or is unaligned");
+        let problem =
+            format!("{offset} overlaps the lanes (which end at {lanes_end}) or is unaligned");
         return Err(bad("checkpoint_offset", h::CHECKPOINT_OFFSET, problem));
     }
     let size = u64_at(page, h::CHECKPOINT_SLOT_SIZE);
-    let end = size.checked_mul(CHECKPOINT_SLOTS as u64).and_then(|b| b.checked_add(offset));
+    let end = size
+        .checked_mul(CHECKPOINT_SLOTS as u64)
+        .and_then(|b| b.checked_add(offset));
     if size < layout::CHECKPOINT_HEADER_SIZE || end.is_none_or(|end| end > file_size) {
-        let problem = format!("slots of {size} bytes at {offset} do not fit a {file_size}-byte file");
-        return Err(bad("checkpoint_slot_size", h::CHECKPOINT_SLOT_SIZE, problem));
+        let problem =
+            format!("slots of {size} bytes at {offset} do not fit a {file_size}-byte file");
+        return Err(bad(
+            "checkpoint_slot_size",
+            h::CHECKPOINT_SLOT_SIZE,
+            problem,
+        ));
     }
     Ok((offset, size))
 }
@@ -495,7 +575,11 @@ impl CrashRecord {
             crash_state::NONE => return Ok(None),
             crash_state::COMMITTED => {}
             crash_state::WRITING => {
-                return Err(bad("crash.state", base, "the writer died while recording its crash"));
+                return Err(bad(
+                    "crash.state",
+                    base,
+                    "the writer died while recording its crash",
+                ));
             }
             other => return Err(bad("crash.state", base, format!("unknown state {other}"))),
         }
@@ -506,16 +590,37 @@ impl CrashRecord {
                 fault_addr: u64_at(page, base + crash::FAULT_ADDR),
             },
             crash_kind::PANIC => CrashCause::Panic {
-                location: text(page, base + crash::LOCATION, base + crash::LOCATION_LEN, crash::LOCATION_CAP),
+                location: text(
+                    page,
+                    base + crash::LOCATION,
+                    base + crash::LOCATION_LEN,
+                    crash::LOCATION_CAP,
+                ),
             },
-            other => return Err(bad("crash.kind", base + crash::KIND, format!("unknown kind {other}"))),
+            other => {
+                return Err(bad(
+                    "crash.kind",
+                    base + crash::KIND,
+                    format!("unknown kind {other}"),
+                ))
+            }
         };
         Ok(Some(CrashRecord {
             cause,
             tid: u32_at(page, base + crash::TID),
-            thread_name: text(page, base + crash::THREAD_NAME, base + crash::THREAD_NAME_LEN, crash::THREAD_NAME_CAP),
+            thread_name: text(
+                page,
+                base + crash::THREAD_NAME,
+                base + crash::THREAD_NAME_LEN,
+                crash::THREAD_NAME_CAP,
+            ),
             time_unix_ns: u64_at(page, base + crash::TIME_UNIX_NS),
-            message: text(page, base + crash::MESSAGE, base + crash::MESSAGE_LEN, crash::MESSAGE_CAP),
+            message: text(
+                page,
+                base + crash::MESSAGE,
+                base + crash::MESSAGE_LEN,
+                crash::MESSAGE_CAP,
+            ),
         }))
     }
 }
@@ -531,6 +636,10 @@ pub struct LiveWords {
     pub checkpoints_failed: u64,
     /// Unix nanoseconds of a clean exit, 0 otherwise.
     pub exited_unix_ns: u64,
+    /// Trace events dropped because their thread was already inside the recorder.
+    pub dropped_reentrant: u64,
+    /// Inputs that could not be encoded.
+    pub inputs_unencodable: u64,
 }
 
 impl LiveWords {
@@ -541,6 +650,8 @@ impl LiveWords {
             dropped_no_lane: u64_at(page, h::DROPPED_NO_LANE),
             checkpoints_failed: u64_at(page, h::CHECKPOINTS_FAILED),
             exited_unix_ns: u64_at(page, h::EXITED_UNIX_NS),
+            dropped_reentrant: u64_at(page, h::DROPPED_REENTRANT),
+            inputs_unencodable: u64_at(page, h::INPUTS_UNENCODABLE),
         }
     }
 }
@@ -550,7 +661,12 @@ mod tests {
     use super::*;
 
     pub(crate) fn sample() -> HeaderInfo {
-        let plan = LayoutPlan { input_slots: 1024, trace_lanes: 3, trace_slots: 256, state_capacity: 10_000 };
+        let plan = LayoutPlan {
+            input_slots: 1024,
+            trace_lanes: 3,
+            trace_slots: 256,
+            state_capacity: 10_000,
+        };
         let (lanes, checkpoint_offset, checkpoint_slot_size, file_size) = plan.place();
         HeaderInfo {
             format_version: FORMAT_VERSION,
@@ -561,7 +677,12 @@ mod tests {
             process_start: 777,
             created_unix_ns: 1_700_000_000_000_000_000,
             hostname: "host-a".into(),
-            clock: Clock { source: ClockSource::Tsc, base_ticks: 5, base_unix_ns: 6, mult: 7 },
+            clock: Clock {
+                source: ClockSource::Tsc,
+                base_ticks: 5,
+                base_unix_ns: 6,
+                mult: 7,
+            },
             lanes,
             checkpoint_offset,
             checkpoint_slot_size,
@@ -582,10 +703,25 @@ mod tests {
         let info = sample();
         let mut page = info.encode();
         let err = HeaderInfo::decode(&page, info.file_size - 1).unwrap_err();
-        assert!(matches!(err, FormatError::BadField { field: "file_size", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                FormatError::BadField {
+                    field: "file_size",
+                    ..
+                }
+            ),
+            "{err}"
+        );
         page[8] = 99;
         let err = HeaderInfo::decode(&page, info.file_size).unwrap_err();
-        assert_eq!(err, FormatError::FutureVersion { found: 99, supported: FORMAT_VERSION });
+        assert_eq!(
+            err,
+            FormatError::FutureVersion {
+                found: 99,
+                supported: FORMAT_VERSION
+            }
+        );
     }
 
     #[test]

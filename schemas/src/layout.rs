@@ -97,6 +97,11 @@ pub mod header {
     pub const CHECKPOINTS_FAILED: u64 = 272;
     /// `u64` atomic: Unix nanoseconds of the clean exit, 0 while running or after a crash.
     pub const EXITED_UNIX_NS: u64 = 280;
+    /// `u64` atomic: trace events dropped because the thread was already inside the recorder
+    /// (a signal handler tracing while its thread traced).
+    pub const DROPPED_REENTRANT: u64 = 288;
+    /// `u64` atomic: inputs that could not be encoded; a checkpoint follows each.
+    pub const INPUTS_UNENCODABLE: u64 = 296;
 
     /// Start of the crash record, see [`super::crash`].
     pub const CRASH: u64 = 512;
@@ -169,9 +174,6 @@ pub mod lane_control {
     /// `u64` atomic: records dropped because they exceeded [`super::MAX_RECORD_LEN`] or a
     /// quarter of the lane.
     pub const DROPPED_TOO_LARGE: u64 = 24;
-    /// `u64` atomic: trace events dropped because the thread was already inside the recorder
-    /// (a signal handler tracing while the thread traced).
-    pub const DROPPED_REENTRANT: u64 = 32;
     /// `u64`: kernel thread id of the latest owner.
     pub const LAST_TID: u64 = 40;
     /// `[u8; 32]`: name of the latest owner (thread name, or `input` for input lanes).

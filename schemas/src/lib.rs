@@ -15,7 +15,9 @@ pub mod codec;
 pub mod header;
 pub mod layout;
 mod machine;
+pub mod process;
 pub mod slot;
 pub mod sync;
+pub mod trace;
 
 pub use machine::{CodecError, Machine, Tick};

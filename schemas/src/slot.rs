@@ -111,13 +111,21 @@ impl std::fmt::Display for Corruption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Corruption::Misplaced { claimed_pos } => {
-                write!(f, "stamp claims position {claimed_pos}, which belongs to another slot")
+                write!(
+                    f,
+                    "stamp claims position {claimed_pos}, which belongs to another slot"
+                )
             }
             Corruption::BadLength { len } => write!(f, "record length {len} is impossible"),
             Corruption::BrokenContinuation { at_pos } => {
-                write!(f, "continuation slot at position {at_pos} is missing or stale")
+                write!(
+                    f,
+                    "continuation slot at position {at_pos} is missing or stale"
+                )
             }
-            Corruption::Checksum { seq } => write!(f, "checksum mismatch (record claims seq {seq})"),
+            Corruption::Checksum { seq } => {
+                write!(f, "checksum mismatch (record claims seq {seq})")
+            }
         }
     }
 }
@@ -135,8 +143,10 @@ impl<'a> Slots<'a> {
     /// and the words fill whole slots.
     pub fn new(words: &'a [AtomicU64]) -> Option<Self> {
         let count = (words.len() / SLOT_WORDS) as u64;
-        (words.len() % SLOT_WORDS == 0 && count.is_power_of_two())
-            .then_some(Slots { words, mask: count - 1 })
+        (words.len() % SLOT_WORDS == 0 && count.is_power_of_two()).then_some(Slots {
+            words,
+            mask: count - 1,
+        })
     }
 
     /// Number of slots.
@@ -199,7 +209,11 @@ impl<'a> Slots<'a> {
         let stamp = self.word(index, 0).load(Ordering::Acquire);
         if stamp == 0 {
             let dirty = (1..SLOT_WORDS).any(|w| self.word(index, w).load(Ordering::Relaxed) != 0);
-            return if dirty { SlotState::Torn } else { SlotState::Empty };
+            return if dirty {
+                SlotState::Torn
+            } else {
+                SlotState::Empty
+            };
         }
         if stamp & slot::CONTINUATION != 0 {
             return SlotState::Continuation;
@@ -217,7 +231,12 @@ impl<'a> Slots<'a> {
         }
         let slots = slots_for(len);
         payload.reserve(len as usize);
-        load_words(|i| self.word(pos, 4 + i), HEAD_PAYLOAD_WORDS, len as usize, payload);
+        load_words(
+            |i| self.word(pos, 4 + i),
+            HEAD_PAYLOAD_WORDS,
+            len as usize,
+            payload,
+        );
         for s in 1..slots {
             let at = pos + s;
             let want = (at + 1) | slot::CONTINUATION;
@@ -225,7 +244,12 @@ impl<'a> Slots<'a> {
                 let broken = Corruption::BrokenContinuation { at_pos: at };
                 return self.unless_overwritten(pos, stamp, broken);
             }
-            load_words(|i| self.word(at, 1 + i), SLOT_WORDS - 1, len as usize, payload);
+            load_words(
+                |i| self.word(at, 1 + i),
+                SLOT_WORDS - 1,
+                len as usize,
+                payload,
+            );
         }
         fence(Ordering::Acquire);
         if self.word(pos, 0).load(Ordering::Relaxed) != stamp {
@@ -234,7 +258,12 @@ impl<'a> Slots<'a> {
         if record_checksum(pos, seq, ticks, payload) != checksum {
             return SlotState::Corrupt(Corruption::Checksum { seq });
         }
-        SlotState::Record(RecordHeader { pos, seq, ticks, len })
+        SlotState::Record(RecordHeader {
+            pos,
+            seq,
+            ticks,
+            len,
+        })
     }
 
     /// A record that looked corrupt may only have been overwritten mid-read; say which.
@@ -270,7 +299,12 @@ fn store_words<'w>(word: impl Fn(usize) -> &'w AtomicU64, bytes: &[u8], max_word
 
 /// Appends words to `out` until it holds `total` bytes or `max_words` words were read.
 #[inline]
-fn load_words<'w>(word: impl Fn(usize) -> &'w AtomicU64, max_words: usize, total: usize, out: &mut Vec<u8>) {
+fn load_words<'w>(
+    word: impl Fn(usize) -> &'w AtomicU64,
+    max_words: usize,
+    total: usize,
+    out: &mut Vec<u8>,
+) {
     let mut i = 0;
     while out.len() < total && i < max_words {
         let bytes = word(i).load(Ordering::Relaxed).to_le_bytes();
@@ -299,7 +333,10 @@ mod tests {
             let used = slots.write(pos, seq as u64, 1000 + seq as u64, &payload);
             match slots.read(pos % 16, &mut buf) {
                 SlotState::Record(header) => {
-                    assert_eq!((header.pos, header.seq, header.len as usize), (pos, seq as u64, len));
+                    assert_eq!(
+                        (header.pos, header.seq, header.len as usize),
+                        (pos, seq as u64, len)
+                    );
                     assert_eq!(buf, payload);
                 }
                 other => panic!("len {len}: {other:?}"),
@@ -326,6 +363,9 @@ mod tests {
         slots.write(0, 9, 1, b"twenty-four bytes long..");
         words[5].fetch_xor(1 << 12, Ordering::Relaxed);
         let mut buf = Vec::new();
-        assert_eq!(slots.read(0, &mut buf), SlotState::Corrupt(Corruption::Checksum { seq: 9 }));
+        assert_eq!(
+            slots.read(0, &mut buf),
+            SlotState::Corrupt(Corruption::Checksum { seq: 9 })
+        );
     }
 }

@@ -1,0 +1,87 @@
+//! A lane's single writer: its position and sequence live here, in the writer, not in shared
+//! memory, so appending a record touches only the slots it fills.
+
+use flightrec_schemas::layout::{lane_control, slots_for};
+
+use crate::file::LaneMemory;
+
+/// Appends records to one lane. Exactly one exists per lane at a time.
+pub struct LaneWriter {
+    memory: LaneMemory,
+    pos: u64,
+    seq: u64,
+    max_len: u32,
+}
+
+/// A record longer than the lane accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge;
+
+impl LaneWriter {
+    /// Resumes writing at `pos` with the next record numbered `seq`.
+    pub fn new(memory: LaneMemory, pos: u64, seq: u64) -> LaneWriter {
+        let max_len = memory.slots().max_record_len();
+        LaneWriter {
+            memory,
+            pos,
+            seq,
+            max_len,
+        }
+    }
+
+    /// Appends one record stamped `ticks`. Never blocks: the oldest records are overwritten.
+    #[inline]
+    pub fn push(&mut self, ticks: u64, payload: &[u8]) -> Result<u64, TooLarge> {
+        if payload.len() > self.max_len as usize {
+            self.count_dropped_too_large();
+            return Err(TooLarge);
+        }
+        let seq = self.seq;
+        self.pos += self.memory.slots().write(self.pos, seq, ticks, payload);
+        self.seq += 1;
+        Ok(seq)
+    }
+
+    /// Skips a sequence number without writing (an input that could not be recorded).
+    pub fn skip(&mut self) {
+        self.seq += 1;
+    }
+
+    #[cold]
+    fn count_dropped_too_large(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.memory
+            .control(lane_control::DROPPED_TOO_LARGE)
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Slots that a record of `len` bytes would take.
+    pub fn slots_needed(len: usize) -> u64 {
+        slots_for(len as u32)
+    }
+
+    /// Next slot position.
+    pub fn pos(&self) -> u64 {
+        self.pos
+    }
+
+    /// Next sequence number.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Longest payload accepted.
+    pub fn max_len(&self) -> u32 {
+        self.max_len
+    }
+
+    /// Slots in the lane.
+    pub fn capacity(&self) -> u64 {
+        self.memory.slots().slot_count()
+    }
+
+    /// The lane's memory.
+    pub fn memory(&self) -> &LaneMemory {
+        &self.memory
+    }
+}

@@ -1,0 +1,207 @@
+//! `Recorded<M>`: records each input, then applies it, so the recorded order is the applied
+//! order by construction; and takes the checkpoints that replay starts from.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use flightrec_schemas::header::Status;
+use flightrec_schemas::layout::header as h;
+use flightrec_schemas::{Machine, Tick};
+
+use crate::checkpoint::CheckpointWriter;
+use crate::clock;
+use crate::counters::Counters;
+use crate::file::LaneMemory;
+use crate::lane::LaneWriter;
+use crate::shared::Shared;
+use crate::trace::Tracer;
+
+/// When cadence checkpoints are due.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Cadence {
+    pub inputs: u64,
+    pub ticks: u64,
+}
+
+/// A machine whose every input is recorded into a ring file before it is applied.
+///
+/// Dropping it (or [`Recorded::finish`]) takes a last checkpoint and marks the file as exited
+/// cleanly; dropping it while a panic unwinds marks the file as crashed.
+///
+/// ```
+/// # use flightrec_recorder::doc_example::recorded_counter;
+/// let (mut recorded, _dir) = recorded_counter();
+/// let tick = recorded.apply(&40);
+/// recorded.apply(&2);
+/// assert_eq!(tick.seq, 0);
+/// assert_eq!(recorded.machine().total, 42);
+/// ```
+pub struct Recorded<M: Machine> {
+    machine: M,
+    input: LaneWriter,
+    encoded: Vec<u8>,
+    shared: Arc<Shared>,
+    checkpoints: CheckpointWriter,
+    cadence: Cadence,
+    next_checkpoint_ticks: u64,
+    last_checkpoint_seq: u64,
+    /// Input-lane position where the newest checkpoint's inputs begin; the lane must not wrap
+    /// past it (the window invariant).
+    window_start: u64,
+    finished: bool,
+}
+
+impl<M: Machine> Recorded<M> {
+    pub(crate) fn start(
+        machine: M,
+        shared: Arc<Shared>,
+        input: LaneMemory,
+        checkpoint_offset: u64,
+        checkpoint_slot_size: u64,
+        counters: Counters,
+        cadence: Cadence,
+    ) -> Recorded<M> {
+        let file = Arc::clone(&shared.file);
+        let checkpoints =
+            CheckpointWriter::new(file, checkpoint_offset, checkpoint_slot_size, counters);
+        let mut recorded = Recorded {
+            machine,
+            input: LaneWriter::new(input, 0, 0),
+            encoded: Vec::with_capacity(256),
+            shared,
+            checkpoints,
+            cadence,
+            next_checkpoint_ticks: 0,
+            last_checkpoint_seq: 0,
+            window_start: 0,
+            finished: false,
+        };
+        recorded.checkpoint_at(clock::now(recorded.shared.clock.source));
+        recorded
+            .shared
+            .file
+            .word(h::STATUS)
+            .store(Status::Running.code(), Ordering::Release);
+        recorded
+    }
+
+    /// Records `input`, then applies it to the machine. Returns the tick the machine saw.
+    ///
+    /// Never blocks and never fails: an input too large for the lane, or one that cannot be
+    /// encoded, is counted in the file and followed by a checkpoint so replay can resume after it.
+    #[inline]
+    pub fn apply(&mut self, input: &M::Input) -> Tick {
+        let ticks = clock::now(self.shared.clock.source);
+        let recorded = self.record(input, ticks);
+        let seq = self.input.seq() - 1;
+        let tick = Tick {
+            seq,
+            unix_ns: self.shared.clock.to_unix_ns(ticks),
+        };
+        self.machine.apply(input, tick);
+        let due = self.input.seq() - self.last_checkpoint_seq >= self.cadence.inputs
+            || ticks >= self.next_checkpoint_ticks;
+        if due || !recorded {
+            self.checkpoint_at(ticks);
+        }
+        tick
+    }
+
+    /// Writes the input record; false when it could not be recorded (its number is skipped).
+    #[inline]
+    fn record(&mut self, input: &M::Input, ticks: u64) -> bool {
+        self.encoded.clear();
+        if M::encode_input(input, &mut self.encoded).is_err() {
+            self.shared.count(h::INPUTS_UNENCODABLE);
+            self.input.skip();
+            return false;
+        }
+        let len = self.encoded.len();
+        if len <= self.input.max_len() as usize {
+            let end = self.input.pos() + LaneWriter::slots_needed(len);
+            if end - self.window_start > self.input.capacity() {
+                // Writing would overwrite inputs the newest checkpoint needs: checkpoint first.
+                self.checkpoint_at(ticks);
+            }
+        }
+        if self.input.push(ticks, &self.encoded).is_err() {
+            self.input.skip();
+            return false;
+        }
+        true
+    }
+
+    #[cold]
+    fn checkpoint_at(&mut self, ticks: u64) {
+        let seq = self.input.seq();
+        if !self.checkpoints.write(&self.machine, seq, ticks) {
+            self.shared.count(h::CHECKPOINTS_FAILED);
+        }
+        // Even after a failed checkpoint, move on: retrying on every input would stall the
+        // service, and the failure is counted for the reader.
+        self.window_start = self.input.pos();
+        self.last_checkpoint_seq = seq;
+        self.next_checkpoint_ticks = ticks.saturating_add(self.cadence.ticks);
+    }
+
+    /// Takes a checkpoint now, outside the cadence.
+    pub fn checkpoint(&mut self) {
+        self.checkpoint_at(clock::now(self.shared.clock.source));
+    }
+
+    /// The machine, to read its state.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    /// A handle for recording trace events from any thread.
+    pub fn tracer(&self) -> Tracer {
+        Tracer::new(Arc::clone(&self.shared))
+    }
+
+    /// The ring file.
+    pub fn path(&self) -> &Path {
+        self.shared.file.path()
+    }
+
+    /// Number of inputs applied so far.
+    pub fn inputs(&self) -> u64 {
+        self.input.seq()
+    }
+
+    /// Number of perf counters this machine provides (hardware ones are missing on most VMs).
+    pub fn counters_available(&self) -> usize {
+        self.checkpoints.counters_available()
+    }
+
+    /// Stops recording cleanly: a last checkpoint, then the file is marked as exited. Returns
+    /// the ring file's path.
+    pub fn finish(mut self) -> std::path::PathBuf {
+        self.close();
+        self.path().to_owned()
+    }
+
+    fn close(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let file = Arc::clone(&self.shared.file);
+        if std::thread::panicking() {
+            file.word(h::STATUS)
+                .store(Status::Crashed.code(), Ordering::Release);
+            return;
+        }
+        self.checkpoint();
+        file.word(h::EXITED_UNIX_NS)
+            .store(clock::unix_ns(), Ordering::Relaxed);
+        file.word(h::STATUS)
+            .store(Status::Exited.code(), Ordering::Release);
+    }
+}
+
+impl<M: Machine> Drop for Recorded<M> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

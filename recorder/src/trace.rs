@@ -1,0 +1,217 @@
+//! Trace events from any thread. Each thread claims a trace lane of its own the first time it
+//! records, and gives it back when it exits, so the hot path shares no cursor with other threads.
+//! When every lane is taken, events are dropped and counted, never waited for.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use flightrec_schemas::layout::{header as h, lane_control};
+use flightrec_schemas::trace::{encode_header, Level, TraceKind, FLAG_TRUNCATED, TRACE_HEADER_LEN};
+
+use crate::clock;
+use crate::file::LaneMemory;
+use crate::lane::LaneWriter;
+use crate::shared::Shared;
+
+/// A handle for recording trace events into a ring file from any thread. Cheap to clone.
+///
+/// ```
+/// # use flightrec_recorder::doc_example::recorded_counter;
+/// use flightrec_recorder::Level;
+/// let (recorded, _dir) = recorded_counter();
+/// let tracer = recorded.tracer();
+/// std::thread::spawn(move || tracer.event(Level::Info, "worker started")).join().unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Tracer {
+    shared: Arc<Shared>,
+}
+
+/// Records a formatted trace event without allocating (the text goes straight into the
+/// thread's reusable buffer).
+///
+/// ```
+/// # use flightrec_recorder::doc_example::recorded_counter;
+/// let (recorded, _dir) = recorded_counter();
+/// let tracer = recorded.tracer();
+/// flightrec_recorder::event!(tracer, flightrec_recorder::Level::Warn, "queue at {}%", 93);
+/// ```
+#[macro_export]
+macro_rules! event {
+    ($tracer:expr, $level:expr, $($arg:tt)+) => {
+        $tracer.event_fmt($level, format_args!($($arg)+))
+    };
+}
+
+impl Tracer {
+    pub(crate) fn new(shared: Arc<Shared>) -> Tracer {
+        Tracer { shared }
+    }
+
+    /// Records a point event (a log line).
+    #[inline]
+    pub fn event(&self, level: Level, message: &str) {
+        self.record(TraceKind::Event, level, |buf| buf.push_str(message));
+    }
+
+    /// Records a formatted event; see [`event!`](crate::event).
+    #[inline]
+    pub fn event_fmt(&self, level: Level, args: std::fmt::Arguments<'_>) {
+        self.record(TraceKind::Event, level, |buf| {
+            let _ = buf.write_fmt(args);
+        });
+    }
+
+    /// Records that the current thread entered the span `name`.
+    pub fn span_enter(&self, level: Level, name: &str) {
+        self.record(TraceKind::SpanEnter, level, |buf| buf.push_str(name));
+    }
+
+    /// Records that the current thread left the span `name`.
+    pub fn span_exit(&self, level: Level, name: &str) {
+        self.record(TraceKind::SpanExit, level, |buf| buf.push_str(name));
+    }
+
+    #[inline]
+    fn record(&self, kind: TraceKind, level: Level, text: impl FnOnce(&mut String)) {
+        let ticks = clock::now(self.shared.clock.source);
+        let recorded = THREAD_LANES.try_with(|lanes| match lanes.try_borrow_mut() {
+            Ok(mut lanes) => lanes.record(&self.shared, ticks, kind, level, text),
+            Err(_) => self.shared.count(h::DROPPED_REENTRANT),
+        });
+        if recorded.is_err() {
+            // The thread is exiting and its lane is already given back.
+            self.shared.count(h::DROPPED_NO_LANE);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_LANES: RefCell<ThreadLanes> = RefCell::new(ThreadLanes::default());
+}
+
+/// The lanes this thread owns, one per recorder it has traced into.
+#[derive(Default)]
+struct ThreadLanes {
+    owned: Vec<OwnedLane>,
+    text: String,
+    payload: Vec<u8>,
+    tid: u32,
+}
+
+struct OwnedLane {
+    recorder: u64,
+    writer: LaneWriter,
+}
+
+impl ThreadLanes {
+    #[inline]
+    fn record(
+        &mut self,
+        shared: &Arc<Shared>,
+        ticks: u64,
+        kind: TraceKind,
+        level: Level,
+        text: impl FnOnce(&mut String),
+    ) {
+        if self.tid == 0 {
+            self.tid = gettid();
+        }
+        let index = match self.owned.iter().position(|l| l.recorder == shared.id) {
+            Some(index) => index,
+            None => match claim(shared, self.tid) {
+                Some(writer) => {
+                    self.owned.push(OwnedLane {
+                        recorder: shared.id,
+                        writer,
+                    });
+                    self.owned.len() - 1
+                }
+                None => return shared.count(h::DROPPED_NO_LANE),
+            },
+        };
+        let writer = &mut self.owned[index].writer;
+        self.text.clear();
+        text(&mut self.text);
+        let room = writer.max_len() as usize - TRACE_HEADER_LEN;
+        let message = flightrec_schemas::header::truncate_utf8(&self.text, room);
+        let flags = if message.len() < self.text.len() {
+            FLAG_TRUNCATED
+        } else {
+            0
+        };
+        self.payload.clear();
+        self.payload
+            .extend_from_slice(&encode_header(kind, level, flags, self.tid));
+        self.payload.extend_from_slice(message.as_bytes());
+        // Cannot fail: the message was cut to the lane's limit above.
+        let _ = writer.push(ticks, &self.payload);
+    }
+}
+
+impl Drop for OwnedLane {
+    /// Gives the lane back for the next thread, which continues its positions and numbering.
+    fn drop(&mut self) {
+        let memory = self.writer.memory();
+        memory
+            .control(lane_control::NEXT_POS)
+            .store(self.writer.pos(), Ordering::Relaxed);
+        memory
+            .control(lane_control::NEXT_SEQ)
+            .store(self.writer.seq(), Ordering::Relaxed);
+        memory
+            .control(lane_control::OWNER)
+            .store(0, Ordering::Release);
+    }
+}
+
+/// Takes the first free trace lane of `shared` for the thread `tid`.
+#[cold]
+fn claim(shared: &Arc<Shared>, tid: u32) -> Option<LaneWriter> {
+    for info in &shared.trace_lanes {
+        let memory = LaneMemory::new(&shared.file, info);
+        let owner = memory.control(lane_control::OWNER);
+        if owner.load(Ordering::Relaxed) != 0
+            || owner
+                .compare_exchange(0, tid as u64, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+        {
+            continue;
+        }
+        let pos = memory
+            .control(lane_control::NEXT_POS)
+            .load(Ordering::Relaxed);
+        let seq = memory
+            .control(lane_control::NEXT_SEQ)
+            .load(Ordering::Relaxed);
+        memory
+            .control(lane_control::LAST_TID)
+            .store(tid as u64, Ordering::Relaxed);
+        let name = std::thread::current()
+            .name()
+            .map_or_else(|| format!("thread-{tid}"), str::to_owned);
+        store_name(&memory, &name);
+        return Some(LaneWriter::new(memory, pos, seq));
+    }
+    None
+}
+
+/// Stores a lane's owner name into its control block, NUL padded.
+pub(crate) fn store_name(memory: &LaneMemory, name: &str) {
+    let name = flightrec_schemas::header::truncate_utf8(name, lane_control::NAME_CAP);
+    let mut bytes = [0u8; lane_control::NAME_CAP];
+    bytes[..name.len()].copy_from_slice(name.as_bytes());
+    for (i, chunk) in bytes.chunks_exact(8).enumerate() {
+        let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        memory
+            .control(lane_control::NAME + 8 * i as u64)
+            .store(word, Ordering::Relaxed);
+    }
+}
+
+/// The kernel id of the calling thread (async-signal-safe).
+pub(crate) fn gettid() -> u32 {
+    nix::unistd::gettid().as_raw() as u32
+}
