@@ -5,9 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flightrec_schemas::header::{HeaderInfo, LaneKind, LayoutPlan};
-use flightrec_schemas::layout::{
-    lane_control, FORMAT_VERSION, LANE_CONTROL_SIZE, MAX_LANES, SLOT_SIZE,
-};
+use flightrec_schemas::layout::{lane_control, FORMAT_VERSION, MAX_LANES, SLOT_SIZE};
 use flightrec_schemas::Machine;
 
 use crate::counters::Counters;
@@ -93,7 +91,7 @@ impl Builder {
         self
     }
 
-    /// Bytes for the input lane (rounded down to a power of two of 64-byte slots). Default
+    /// Bytes for the input lane, rounded down to a power of two of 64-byte slots. Default
     /// 16 MiB. Env: `FLIGHTREC_INPUT_LANE_BYTES` (suffixes K, M, G).
     pub fn input_lane_bytes(mut self, bytes: u64) -> Self {
         self.input_lane_bytes = bytes;
@@ -196,9 +194,9 @@ impl Builder {
             return Ok(path.clone());
         }
         let dir = self.dir.clone().unwrap_or_else(default_dir);
-        std::fs::create_dir_all(&dir).map_err(|source| RecorderError::Io {
+        std::fs::create_dir_all(&dir).map_err(|error| RecorderError::Io {
             path: dir.clone(),
-            source,
+            error,
         })?;
         let secs = crate::clock::unix_ns() / 1_000_000_000;
         Ok(dir.join(format!("{machine}-{}-{secs}.ring", std::process::id())))
@@ -269,10 +267,11 @@ impl Builder {
     }
 }
 
-/// Slots for a lane of `bytes`: the largest power of two that fits, at least 16.
+/// Slots for a lane of `bytes`: the largest power of two of 64-byte slots that `bytes` holds
+/// (the lane's 128-byte control block comes on top), at least 16.
 fn slots(what: &str, bytes: u64) -> Result<u64, RecorderError> {
-    let usable = bytes.saturating_sub(LANE_CONTROL_SIZE) / SLOT_SIZE;
-    if usable < 16 {
+    let usable = bytes / SLOT_SIZE;
+    if usable < 64 {
         return Err(RecorderError::Config(format!(
             "{what} of {bytes} bytes is too small; at least 4 KiB"
         )));

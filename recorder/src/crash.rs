@@ -47,6 +47,8 @@ pub fn unregister(base: *mut u8) {
 /// The cause of death, as plain data the signal handler can fill without allocating.
 struct Cause<'a> {
     kind: u32,
+    /// The thread's name where known without allocating; else the kernel's name is used.
+    thread: Option<&'a [u8]>,
     signal: i32,
     code: i32,
     fault_addr: u64,
@@ -81,18 +83,22 @@ fn put_text(base: *mut u8, at: u64, len_at: u64, text: &[u8], cap: usize) {
 fn record(cause: &Cause<'_>) {
     let tid = crate::trace::gettid();
     let time = realtime_ns();
-    let mut name = [0u8; 16];
+    let mut kernel_name = [0u8; 16];
     // SAFETY: PR_GET_NAME writes at most 16 bytes into the buffer we pass.
     unsafe {
         libc::prctl(
             libc::PR_GET_NAME,
-            name.as_mut_ptr() as libc::c_ulong,
+            kernel_name.as_mut_ptr() as libc::c_ulong,
             0,
             0,
             0,
         )
     };
-    let name_len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    let kernel_len = kernel_name
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(kernel_name.len());
+    let name = cause.thread.unwrap_or(&kernel_name[..kernel_len]);
     for slot in &RINGS {
         let base = slot.load(Ordering::Acquire);
         if base.is_null() || !claim(base) {
@@ -110,13 +116,7 @@ fn record(cause: &Cause<'_>) {
         );
         put(base, at + crash::TIME_UNIX_NS, &time.to_le_bytes());
         let (name_at, name_len_at) = (at + crash::THREAD_NAME, at + crash::THREAD_NAME_LEN);
-        put_text(
-            base,
-            name_at,
-            name_len_at,
-            &name[..name_len],
-            crash::THREAD_NAME_CAP,
-        );
+        put_text(base, name_at, name_len_at, name, crash::THREAD_NAME_CAP);
         let (loc_at, loc_len_at) = (at + crash::LOCATION, at + crash::LOCATION_LEN);
         put_text(
             base,
@@ -201,8 +201,10 @@ fn install_panic_hook() {
             .location()
             .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
             .unwrap_or_default();
+        let thread = std::thread::current();
         record(&Cause {
             kind: crash_kind::PANIC,
+            thread: thread.name().map(str::as_bytes),
             signal: 0,
             code: 0,
             fault_addr: 0,
@@ -289,6 +291,7 @@ extern "C" fn on_fatal_signal(
     };
     record(&Cause {
         kind: crash_kind::SIGNAL,
+        thread: None,
         signal,
         code,
         fault_addr,

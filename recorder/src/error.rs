@@ -10,22 +10,22 @@ pub enum RecorderError {
         path: PathBuf,
     },
     /// The filesystem cannot hold the ring.
-    #[error("not enough space for a {bytes}-byte ring file at {path}: {source} (free space on that filesystem, or make the lanes smaller)")]
+    #[error("not enough space for a {bytes}-byte ring file at {path}: {error} (free space on that filesystem, or make the lanes smaller)")]
     NoSpace {
         /// The path asked for.
         path: PathBuf,
         /// Bytes the ring needs.
         bytes: u64,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// Any other failure to create, size or map the file.
-    #[error("cannot create ring file {path}: {source}")]
+    #[error("cannot create ring file {path}: {error}")]
     Io {
         /// The path asked for.
         path: PathBuf,
         /// What the system said.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A setting is out of range.
     #[error("invalid recorder setting: {0}")]

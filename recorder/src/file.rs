@@ -28,9 +28,9 @@ impl RingFile {
     /// and reserves `size` bytes before mapping them, so a full filesystem fails here rather than
     /// with SIGBUS at the first write. On any failure the new file is removed again.
     pub fn create(path: &Path, size: u64) -> Result<RingFile, RecorderError> {
-        let io = |source| RecorderError::Io {
+        let io = |error| RecorderError::Io {
             path: path.to_owned(),
-            source,
+            error,
         };
         let file = OpenOptions::new()
             .read(true)
@@ -54,7 +54,7 @@ impl RingFile {
                 Some(libc::ENOSPC | libc::EFBIG | libc::EDQUOT) => RecorderError::NoSpace {
                     path: path.to_owned(),
                     bytes: size,
-                    source: e,
+                    error: e,
                 },
                 _ => io(e),
             })

@@ -1,1 +1,26 @@
-//! placeholder
+//! The reader side of flightrec: opens a ring file as untrusted input, recovers the committed
+//! records of every lane and the checkpoints, and summarises what survived.
+//!
+//! ```no_run
+//! use flightrec_replayer::{Ring, Summary};
+//! let ring = Ring::open("/dev/shm/ledger-1234-1700000000.ring".as_ref())?;
+//! let summary = Summary::of(&ring);
+//! println!("{} {}: {}", summary.machine.name, summary.machine.version, summary.status.as_str());
+//! # Ok::<(), flightrec_replayer::OpenError>(())
+//! ```
+
+mod error;
+mod map;
+mod recover;
+mod ring;
+mod summary;
+
+pub use error::OpenError;
+pub use recover::{
+    recover_checkpoints, recover_lane, Checkpoint, CheckpointProblem, LaneRecords, RecordMeta,
+};
+pub use ring::{Fate, Ring};
+pub use summary::{
+    replay_base, signal_name, CheckpointSummary, CrashSummary, LaneSummary, Losses, MachineId,
+    Summary,
+};

@@ -1,0 +1,62 @@
+//! A read-only mapping of a ring file, accessed only through bounds-checked atomic loads: the
+//! writer may still be changing it, and its contents are untrusted.
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+/// A mapped ring file.
+pub struct RingMap {
+    map: Option<MmapRaw>,
+    len: u64,
+}
+
+impl RingMap {
+    /// Maps `path` read-only.
+    pub fn open(path: &Path) -> std::io::Result<RingMap> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            return Ok(RingMap { map: None, len: 0 });
+        }
+        let map = MmapOptions::new().map_raw_read_only(&file)?;
+        Ok(RingMap {
+            map: Some(map),
+            len,
+        })
+    }
+
+    /// Bytes mapped.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The `count` words at byte `offset`, or `None` if that range is not inside the file.
+    pub fn words(&self, offset: u64, count: u64) -> Option<&[AtomicU64]> {
+        let end = count.checked_mul(8)?.checked_add(offset)?;
+        let map = self.map.as_ref()?;
+        if offset % 8 != 0 || end > self.len {
+            return None;
+        }
+        // SAFETY: the range is inside the mapping (checked above) and 8-aligned (the mapping is
+        // page aligned); it lives as long as `self`. The memory is only ever read, through
+        // atomics, so a writer in another process changing it is not a data race here.
+        Some(unsafe {
+            std::slice::from_raw_parts(map.as_ptr().add(offset as usize).cast(), count as usize)
+        })
+    }
+
+    /// Copies `len` bytes at `offset` (8-aligned) into a new vector, or `None` if out of range.
+    pub fn copy(&self, offset: u64, len: u64) -> Option<Vec<u8>> {
+        let words = self.words(offset, len.div_ceil(8))?;
+        let mut out = Vec::with_capacity(len as usize + 8);
+        for word in words {
+            out.extend_from_slice(&word.load(Ordering::Relaxed).to_le_bytes());
+        }
+        out.truncate(len as usize);
+        Some(out)
+    }
+}

@@ -1,0 +1,223 @@
+//! Recovering the committed records of a lane, and the checkpoints.
+//!
+//! Every slot is read through the shared slot protocol; what it finds is counted, never hidden:
+//! torn records (a writer died mid-write), records overwritten while being read, and corrupt
+//! slots, each with its position. Memory is bounded by the lane's own size in the file.
+
+use std::ops::Range;
+
+use flightrec_schemas::checkpoint::{state_hash, CheckpointHeader, Counters, BODY_WORDS};
+use flightrec_schemas::header::{LaneInfo, LaneKind};
+use flightrec_schemas::layout::{
+    checkpoint as c, lane_control, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS,
+};
+use flightrec_schemas::slot::{Corruption, SlotState, Slots, SLOT_WORDS};
+use flightrec_schemas::sync::Ordering;
+
+use crate::ring::Ring;
+
+/// One recovered record; its payload lives in [`LaneRecords::payload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Sequence number in the lane.
+    pub seq: u64,
+    /// Slot position of its first slot.
+    pub pos: u64,
+    /// Clock ticks when recorded.
+    pub ticks: u64,
+    start: u64,
+    len: u32,
+}
+
+/// Everything recovered from one lane, in sequence order.
+#[derive(Clone, Debug, Default)]
+pub struct LaneRecords {
+    /// Records, sorted by sequence number, each sequence number at most once.
+    pub records: Vec<RecordMeta>,
+    bytes: Vec<u8>,
+    /// Slots found mid-write: the writer was writing them when it stopped (or is now).
+    pub torn: Vec<u64>,
+    /// Slots the writer overwrote while they were being read (live files only).
+    pub overwritten: u64,
+    /// Slots whose bytes no writer could have produced, by slot index.
+    pub corrupt: Vec<(u64, Corruption)>,
+    /// Runs of sequence numbers missing between the first and last retained record.
+    pub gaps: Vec<Range<u64>>,
+    /// Records ever written to the lane (the last sequence number + 1).
+    pub recorded: u64,
+    /// Records dropped because they were larger than the lane accepts.
+    pub dropped_too_large: u64,
+}
+
+impl LaneRecords {
+    /// The payload of a record.
+    pub fn payload(&self, record: &RecordMeta) -> &[u8] {
+        &self.bytes[record.start as usize..record.start as usize + record.len as usize]
+    }
+
+    /// Records retained.
+    pub fn retained(&self) -> u64 {
+        self.records.len() as u64
+    }
+
+    /// Records written but not retained: overwritten by the ring, torn or damaged.
+    pub fn lost(&self) -> u64 {
+        self.recorded.saturating_sub(self.retained())
+    }
+
+    /// The record with sequence number `seq`, if retained.
+    pub fn find(&self, seq: u64) -> Option<&RecordMeta> {
+        self.records
+            .binary_search_by_key(&seq, |r| r.seq)
+            .ok()
+            .map(|i| &self.records[i])
+    }
+}
+
+/// Reads every slot of `lane`.
+pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
+    let words = ring
+        .map()
+        .words(lane.slots_offset(), lane.slot_count * SLOT_WORDS as u64)
+        .expect("lane bounds were validated at open");
+    let slots = Slots::new(words).expect("slot count was validated as a power of two");
+    let mut out = LaneRecords::default();
+    let mut payload = Vec::new();
+    for index in 0..lane.slot_count {
+        match slots.read(index, &mut payload) {
+            SlotState::Record(header) => {
+                let start = out.bytes.len() as u64;
+                out.bytes.extend_from_slice(&payload);
+                let meta = RecordMeta {
+                    seq: header.seq,
+                    pos: header.pos,
+                    ticks: header.ticks,
+                    start,
+                    len: header.len,
+                };
+                out.records.push(meta);
+            }
+            SlotState::Torn => out.torn.push(index),
+            SlotState::Overwritten => out.overwritten += 1,
+            SlotState::Corrupt(why) => out.corrupt.push((index, why)),
+            SlotState::Empty | SlotState::Continuation => {}
+        }
+    }
+    out.records
+        .sort_unstable_by_key(|r| (r.seq, std::cmp::Reverse(r.pos)));
+    // Two valid records cannot share a sequence number unless the writer's numbering was reset
+    // by a corrupted control block; keep the one at the newer position.
+    out.records.dedup_by_key(|r| r.seq);
+    out.gaps = gaps(&out.records);
+    let next_seq = out.records.last().map_or(0, |r| r.seq + 1);
+    let released = ring.lane_control(lane, lane_control::OWNER) == 0;
+    let saved_next = if released && lane.kind == LaneKind::Trace {
+        ring.lane_control(lane, lane_control::NEXT_SEQ)
+    } else {
+        0
+    };
+    out.recorded = next_seq.max(saved_next);
+    out.dropped_too_large = ring.lane_control(lane, lane_control::DROPPED_TOO_LARGE);
+    out
+}
+
+fn gaps(records: &[RecordMeta]) -> Vec<Range<u64>> {
+    records
+        .windows(2)
+        .filter(|w| w[1].seq > w[0].seq + 1)
+        .map(|w| w[0].seq + 1..w[1].seq)
+        .collect()
+}
+
+/// A checkpoint slot as found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Which of the two slots.
+    pub slot: u32,
+    /// Its header.
+    pub header: CheckpointHeader,
+    /// The encoded state, verified against its hash.
+    pub state: Vec<u8>,
+}
+
+impl Checkpoint {
+    /// Counter values by name, `None` where the writer's machine lacked the counter.
+    pub fn counters(&self) -> impl Iterator<Item = (&'static str, Option<u64>)> + '_ {
+        let counters: &Counters = &self.header.counters;
+        flightrec_schemas::header::COUNTER_NAMES
+            .iter()
+            .zip(counters.iter())
+            .map(|(n, v)| (*n, *v))
+    }
+}
+
+/// Why a checkpoint slot holds no usable checkpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointProblem {
+    /// Never written, or being rewritten when the writer stopped.
+    Empty,
+    /// The header hash does not match.
+    BadHeader,
+    /// The stated length exceeds the slot.
+    BadLength(u64),
+    /// The state bytes do not match their hash.
+    BadState,
+    /// Rewritten while being read (live files only).
+    Overwritten,
+}
+
+/// Reads both checkpoint slots, newest generation first. Each entry is a checkpoint or the
+/// reason its slot holds none.
+pub fn recover_checkpoints(ring: &Ring) -> Vec<Result<Checkpoint, (u32, CheckpointProblem)>> {
+    let header = ring.header();
+    let mut found: Vec<_> = (0..CHECKPOINT_SLOTS)
+        .map(|slot| {
+            read_checkpoint(
+                ring,
+                slot,
+                header.checkpoint_offset + slot as u64 * header.checkpoint_slot_size,
+            )
+        })
+        .collect();
+    found.sort_by_key(|entry| std::cmp::Reverse(entry.as_ref().map_or(0, |c| c.header.generation)));
+    found
+}
+
+fn read_checkpoint(
+    ring: &Ring,
+    slot: u32,
+    base: u64,
+) -> Result<Checkpoint, (u32, CheckpointProblem)> {
+    let map = ring.map();
+    let fail = |problem| Err((slot, problem));
+    let words = map
+        .words(base, (c::HEADER_HASH + 8) / 8)
+        .expect("checkpoint slots were validated at open");
+    let stamp = words[0].load(Ordering::Acquire);
+    if stamp == 0 {
+        return fail(CheckpointProblem::Empty);
+    }
+    let body: [u64; BODY_WORDS] = std::array::from_fn(|i| words[1 + i].load(Ordering::Relaxed));
+    let Some(header) = CheckpointHeader::from_body_words(stamp, &body) else {
+        return fail(CheckpointProblem::BadHeader);
+    };
+    let capacity = ring.header().checkpoint_slot_size - CHECKPOINT_HEADER_SIZE;
+    if header.state_len > capacity {
+        return fail(CheckpointProblem::BadLength(header.state_len));
+    }
+    let state = map
+        .copy(base + CHECKPOINT_HEADER_SIZE, header.state_len)
+        .expect("inside the validated slot");
+    flightrec_schemas::sync::fence(Ordering::Acquire);
+    if words[0].load(Ordering::Relaxed) != stamp {
+        return fail(CheckpointProblem::Overwritten);
+    }
+    if state_hash(&state) != header.state_hash {
+        return fail(CheckpointProblem::BadState);
+    }
+    Ok(Checkpoint {
+        slot,
+        header,
+        state,
+    })
+}

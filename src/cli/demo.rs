@@ -1,0 +1,161 @@
+//! `flightrec demo`: the ledger service, run as a child process that really dies.
+
+use std::io::Read as _;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+
+use anyhow::Context as _;
+use flightrec_replayer::{signal_name, Ring, Summary};
+
+use crate::demo::service::{self, ServiceOptions};
+
+use super::{default_demo_dir, Failure};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Print what survived instead of opening the terminal UI.
+    #[arg(long)]
+    no_tui: bool,
+    /// Run only the service in this process (so it can be killed from outside); it prints its
+    /// ring file's path and pid, then records until its bug kills it.
+    #[arg(long)]
+    service: bool,
+    /// Seed of the traffic; the same seed crashes at the same input.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Directory for the ring file [default: /dev/shm/flightrec-demo]
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Inputs per second (0: as fast as possible).
+    #[arg(long, default_value_t = 200_000)]
+    rate: u64,
+    /// Exact ring file path (overrides --dir).
+    #[arg(long, hide = true)]
+    ring: Option<PathBuf>,
+    /// Stop cleanly after this many inputs instead of running until the crash.
+    #[arg(long, hide = true)]
+    max_inputs: Option<u64>,
+}
+
+pub fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
+    let ring = match &args.ring {
+        Some(path) => path.clone(),
+        None => fresh_ring_path(args.dir.clone().unwrap_or_else(default_demo_dir), args.seed)?,
+    };
+    if args.service {
+        return run_service(&args, ring);
+    }
+    run_and_report(&args, &ring)
+}
+
+/// A path in `dir` that does not exist yet.
+fn fresh_ring_path(dir: PathBuf, seed: u64) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut path = dir.join(format!("ledger-seed{seed}-{secs}.ring"));
+    for n in 2.. {
+        if !path.exists() {
+            break;
+        }
+        path = dir.join(format!("ledger-seed{seed}-{secs}-{n}.ring"));
+    }
+    Ok(path)
+}
+
+fn run_service(args: &DemoArgs, ring: PathBuf) -> Result<ExitCode, Failure> {
+    eprintln!(
+        "ledger service pid {} recording to {}",
+        std::process::id(),
+        ring.display()
+    );
+    let options = ServiceOptions {
+        seed: args.seed,
+        ring,
+        rate: args.rate,
+        max_inputs: args.max_inputs,
+    };
+    let inputs = service::run(&options)?;
+    eprintln!("ledger service stopped cleanly after {inputs} inputs");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
+    let exe = std::env::current_exe()
+        .context("cannot find the flightrec executable to start the service")?;
+    let mut child = Command::new(exe)
+        .args([
+            "demo",
+            "--service",
+            "--seed",
+            &args.seed.to_string(),
+            "--rate",
+            &args.rate.to_string(),
+        ])
+        .arg("--ring")
+        .arg(ring)
+        .args(args.max_inputs.map(|n| format!("--max-inputs={n}")))
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start the demo service")?;
+    println!(
+        "started the ledger service (pid {}, seed {}), recording into",
+        child.id(),
+        args.seed
+    );
+    println!("  {}", ring.display());
+    println!(
+        "it runs {} until its latent bug kills it...",
+        rate_text(args.rate)
+    );
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut stderr);
+    }
+    let status = child.wait().context("waiting for the demo service")?;
+    println!();
+    println!("the service {}", describe_exit(status));
+    for line in stderr
+        .lines()
+        .filter(|l| !l.starts_with("ledger service") && !l.starts_with("note:"))
+    {
+        println!("  │ {line}");
+    }
+    println!();
+    println!("what survived in the ring file:");
+    let opened = Ring::open(ring).map_err(Failure::bad_input)?;
+    print!("{}", super::inspect::render(&Summary::of(&opened)));
+    println!();
+    if !args.no_tui {
+        println!("(the terminal UI is not built yet; this is the --no-tui report)");
+    }
+    println!(
+        "inspect it again with: flightrec inspect {}",
+        ring.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rate_text(rate: u64) -> String {
+    if rate == 0 {
+        "as fast as it can".into()
+    } else {
+        format!("at {rate} inputs/s")
+    }
+}
+
+/// "died of SIGSEGV", "exited with code 101", "exited cleanly".
+pub fn describe_exit(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(0), _) => "exited cleanly".into(),
+        (Some(101), _) => "panicked and exited with code 101".into(),
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(signal)) => format!("was killed by {} (signal {signal})", signal_name(signal)),
+        (None, None) => "ended in an unknown way".into(),
+    }
+}

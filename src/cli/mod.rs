@@ -1,0 +1,121 @@
+//! The `flightrec` command line. A service can call [`main`] from its own binary to ship the
+//! same commands.
+
+mod demo;
+mod inspect;
+mod time;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// Exit code for bad input: a file that is not a ring file, truncated, or of a future version.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// A deterministic record-and-replay flight recorder for Rust services.
+///
+/// A service links the recorder and keeps its recent inputs, trace events and state checkpoints
+/// in a ring file in shared memory. The file survives a crash; these commands read it.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flightrec",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demo: a ledger service with a latent bug, recorded until it crashes.
+    ///
+    /// Without options, runs the service as a child process, waits for it to die, and shows
+    /// what the ring file kept. The same seed always crashes at the same input.
+    Demo(demo::DemoArgs),
+    /// Show what a ring file holds: header, status, cause of death, lanes, checkpoints, losses.
+    ///
+    /// Exits 0 on a readable file, 2 when the file is not a ring file, is truncated, or was
+    /// written by a newer flightrec.
+    Inspect(inspect::InspectArgs),
+    /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// An error with the exit code it deserves.
+#[derive(Debug)]
+pub struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input (exit 2).
+    pub fn bad_input(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            code: EXIT_BAD_INPUT,
+            error: error.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Failure {
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
+    }
+}
+
+/// Parses the process arguments and runs the command.
+pub fn main() -> ExitCode {
+    run(Cli::parse())
+}
+
+/// Runs a parsed command line and reports errors on one line of stderr.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "flightrec",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    };
+    result.unwrap_or_else(|failure| {
+        eprintln!("flightrec: {:#}", failure.error);
+        ExitCode::from(failure.code)
+    })
+}
+
+/// Where demo ring files go by default: `/dev/shm/flightrec-demo`, or the temporary directory.
+fn default_demo_dir() -> PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    let base = if shm.is_dir() {
+        shm.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    base.join("flightrec-demo")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}
