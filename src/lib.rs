@@ -37,3 +37,8 @@ pub use flightrec_recorder as recorder;
 pub use flightrec_replayer as replayer;
 pub use flightrec_schemas as schemas;
 pub use flightrec_schemas::{Machine, Tick};
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
