@@ -35,7 +35,8 @@ pub struct LaneRecords {
     /// Records, sorted by sequence number, each sequence number at most once.
     pub records: Vec<RecordMeta>,
     bytes: Vec<u8>,
-    /// Slots found mid-write: the writer was writing them when it stopped (or is now).
+    /// Records found mid-write (the writer was writing them when it stopped, or is now), by the
+    /// index of their first slot. A torn record of several slots counts once.
     pub torn: Vec<u64>,
     /// Slots the writer overwrote while they were being read (live files only).
     pub overwritten: u64,
@@ -108,6 +109,7 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     // Two valid records cannot share a sequence number unless the writer's numbering was reset
     // by a corrupted control block; keep the one at the newer position.
     out.records.dedup_by_key(|r| r.seq);
+    out.torn = runs(&out.torn, lane.slot_count);
     out.gaps = gaps(&out.records);
     let next_seq = out.records.last().map_or(0, |r| r.seq + 1);
     let released = ring.lane_control(lane, lane_control::OWNER) == 0;
@@ -119,6 +121,22 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out.recorded = next_seq.max(saved_next);
     out.dropped_too_large = ring.lane_control(lane, lane_control::DROPPED_TOO_LARGE);
     out
+}
+
+/// The first index of each run of consecutive slot indices, where the last slot and slot 0 are
+/// neighbours. `indices` is sorted.
+fn runs(indices: &[u64], slot_count: u64) -> Vec<u64> {
+    let mut starts: Vec<u64> = indices
+        .iter()
+        .enumerate()
+        .filter(|&(i, &index)| i == 0 || indices[i - 1] + 1 != index)
+        .map(|(_, &index)| index)
+        .collect();
+    let wraps = indices.first() == Some(&0) && indices.last() == Some(&(slot_count - 1));
+    if wraps && starts.len() > 1 {
+        starts.remove(0);
+    }
+    starts
 }
 
 fn gaps(records: &[RecordMeta]) -> Vec<Range<u64>> {
@@ -220,4 +238,18 @@ fn read_checkpoint(
         header,
         state,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::runs;
+
+    #[test]
+    fn adjacent_torn_slots_are_one_torn_record() {
+        assert_eq!(runs(&[], 8), Vec::<u64>::new());
+        assert_eq!(runs(&[3, 4, 5], 8), vec![3]);
+        assert_eq!(runs(&[1, 3, 4], 8), vec![1, 3]);
+        assert_eq!(runs(&[0, 1, 6, 7], 8), vec![6]);
+        assert_eq!(runs(&[0, 1, 2, 3, 4, 5, 6, 7], 8), vec![0]);
+    }
 }
