@@ -126,7 +126,8 @@ impl Builder {
         self
     }
 
-    /// Largest encoded state a checkpoint holds; two such slots are reserved. Default 16 MiB.
+    /// Largest encoded state a checkpoint holds (rounded up to fill whole pages); two such
+    /// slots are reserved. Default 16 MiB.
     /// Env: `FLIGHTREC_STATE_CAPACITY`.
     pub fn state_capacity(mut self, bytes: u64) -> Self {
         self.state_capacity = bytes;
