@@ -42,6 +42,22 @@ impl LaneWriter {
         Ok(seq)
     }
 
+    /// Appends one record whose payload is `prefix` (8 bytes, little-endian) then `body`.
+    #[inline]
+    pub fn push_prefixed(&mut self, ticks: u64, prefix: u64, body: &[u8]) -> Result<u64, TooLarge> {
+        if body.len() + 8 > self.max_len as usize {
+            self.count_dropped_too_large();
+            return Err(TooLarge);
+        }
+        let seq = self.seq;
+        self.pos += self
+            .memory
+            .slots()
+            .write_prefixed(self.pos, seq, ticks, prefix, body);
+        self.seq += 1;
+        Ok(seq)
+    }
+
     /// Skips a sequence number without writing (an input that could not be recorded).
     pub fn skip(&mut self) {
         self.seq += 1;

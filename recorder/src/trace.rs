@@ -53,29 +53,31 @@ impl Tracer {
     /// Records a point event (a log line).
     #[inline]
     pub fn event(&self, level: Level, message: &str) {
-        self.record(TraceKind::Event, level, |buf| buf.push_str(message));
+        self.record(TraceKind::Event, level, Text::Str(message));
     }
 
     /// Records a formatted event; see [`event!`](crate::event).
     #[inline]
     pub fn event_fmt(&self, level: Level, args: std::fmt::Arguments<'_>) {
-        self.record(TraceKind::Event, level, |buf| {
-            let _ = buf.write_fmt(args);
-        });
+        // Plain literals need no formatting.
+        match args.as_str() {
+            Some(message) => self.record(TraceKind::Event, level, Text::Str(message)),
+            None => self.record(TraceKind::Event, level, Text::Fmt(args)),
+        }
     }
 
     /// Records that the current thread entered the span `name`.
     pub fn span_enter(&self, level: Level, name: &str) {
-        self.record(TraceKind::SpanEnter, level, |buf| buf.push_str(name));
+        self.record(TraceKind::SpanEnter, level, Text::Str(name));
     }
 
     /// Records that the current thread left the span `name`.
     pub fn span_exit(&self, level: Level, name: &str) {
-        self.record(TraceKind::SpanExit, level, |buf| buf.push_str(name));
+        self.record(TraceKind::SpanExit, level, Text::Str(name));
     }
 
     #[inline]
-    fn record(&self, kind: TraceKind, level: Level, text: impl FnOnce(&mut String)) {
+    fn record(&self, kind: TraceKind, level: Level, text: Text<'_>) {
         let ticks = clock::now(self.shared.clock.source);
         let recorded = THREAD_LANES.try_with(|lanes| match lanes.try_borrow_mut() {
             Ok(mut lanes) => lanes.record(&self.shared, ticks, kind, level, text),
@@ -88,16 +90,20 @@ impl Tracer {
     }
 }
 
+/// The text of a trace record: borrowed as is, or formatted into the thread's buffer.
+enum Text<'a> {
+    Str(&'a str),
+    Fmt(std::fmt::Arguments<'a>),
+}
+
 thread_local! {
-    static THREAD_LANES: RefCell<ThreadLanes> = RefCell::new(ThreadLanes::default());
+    static THREAD_LANES: RefCell<ThreadLanes> = const { RefCell::new(ThreadLanes::new()) };
 }
 
 /// The lanes this thread owns, one per recorder it has traced into.
-#[derive(Default)]
 struct ThreadLanes {
     owned: Vec<OwnedLane>,
-    text: String,
-    payload: Vec<u8>,
+    formatted: String,
     tid: u32,
 }
 
@@ -107,6 +113,14 @@ struct OwnedLane {
 }
 
 impl ThreadLanes {
+    const fn new() -> ThreadLanes {
+        ThreadLanes {
+            owned: Vec::new(),
+            formatted: String::new(),
+            tid: 0,
+        }
+    }
+
     #[inline]
     fn record(
         &mut self,
@@ -114,40 +128,47 @@ impl ThreadLanes {
         ticks: u64,
         kind: TraceKind,
         level: Level,
-        text: impl FnOnce(&mut String),
+        text: Text<'_>,
     ) {
-        if self.tid == 0 {
-            self.tid = gettid();
-        }
         let index = match self.owned.iter().position(|l| l.recorder == shared.id) {
             Some(index) => index,
-            None => match claim(shared, self.tid) {
-                Some(writer) => {
-                    self.owned.push(OwnedLane {
-                        recorder: shared.id,
-                        writer,
-                    });
-                    self.owned.len() - 1
-                }
+            None => match self.claim(shared) {
+                Some(index) => index,
                 None => return shared.count(h::DROPPED_NO_LANE),
             },
         };
+        let text = match text {
+            Text::Str(text) => text,
+            Text::Fmt(args) => {
+                self.formatted.clear();
+                let _ = self.formatted.write_fmt(args);
+                &self.formatted
+            }
+        };
         let writer = &mut self.owned[index].writer;
-        self.text.clear();
-        text(&mut self.text);
         let room = writer.max_len() as usize - TRACE_HEADER_LEN;
-        let message = flightrec_schemas::header::truncate_utf8(&self.text, room);
-        let flags = if message.len() < self.text.len() {
+        let message = flightrec_schemas::header::truncate_utf8(text, room);
+        let flags = if message.len() < text.len() {
             FLAG_TRUNCATED
         } else {
             0
         };
-        self.payload.clear();
-        self.payload
-            .extend_from_slice(&encode_header(kind, level, flags, self.tid));
-        self.payload.extend_from_slice(message.as_bytes());
+        let header = u64::from_le_bytes(encode_header(kind, level, flags, self.tid));
         // Cannot fail: the message was cut to the lane's limit above.
-        let _ = writer.push(ticks, &self.payload);
+        let _ = writer.push_prefixed(ticks, header, message.as_bytes());
+    }
+
+    #[cold]
+    fn claim(&mut self, shared: &Arc<Shared>) -> Option<usize> {
+        if self.tid == 0 {
+            self.tid = gettid();
+        }
+        let writer = claim(shared, self.tid)?;
+        self.owned.push(OwnedLane {
+            recorder: shared.id,
+            writer,
+        });
+        Some(self.owned.len() - 1)
     }
 }
 
