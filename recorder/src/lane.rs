@@ -2,6 +2,7 @@
 //! memory, so appending a record touches only the slots it fills.
 
 use flightrec_schemas::layout::{lane_control, slots_for};
+use flightrec_schemas::slot::InlineRecord;
 
 use crate::file::LaneMemory;
 
@@ -40,6 +41,18 @@ impl LaneWriter {
         self.pos += self.memory.slots().write(self.pos, seq, ticks, payload);
         self.seq += 1;
         Ok(seq)
+    }
+
+    /// Appends a record of at most 32 bytes given as slot words (always fits).
+    #[inline(always)]
+    pub fn push_inline(&mut self, ticks: u64, record: &InlineRecord) -> u64 {
+        let seq = self.seq;
+        self.pos += self
+            .memory
+            .slots()
+            .write_inline(self.pos, seq, ticks, record);
+        self.seq += 1;
+        seq
     }
 
     /// Appends one record whose payload is `prefix` (8 bytes, little-endian) then `body`.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use flightrec_schemas::clock::Clock;
 use flightrec_schemas::header::Status;
 use flightrec_schemas::layout::header as h;
 use flightrec_schemas::{Machine, Tick};
@@ -39,6 +40,8 @@ pub(crate) struct Cadence {
 /// ```
 pub struct Recorded<M: Machine> {
     machine: M,
+    /// A copy of the file's clock, so the hot path reads it without a pointer chase.
+    clock: Clock,
     input: LaneWriter,
     encoded: Vec<u8>,
     shared: Arc<Shared>,
@@ -67,6 +70,7 @@ impl<M: Machine> Recorded<M> {
             CheckpointWriter::new(file, checkpoint_offset, checkpoint_slot_size, counters);
         let mut recorded = Recorded {
             machine,
+            clock: shared.clock,
             input: LaneWriter::new(input, 0, 0),
             encoded: Vec::with_capacity(256),
             shared,
@@ -92,12 +96,12 @@ impl<M: Machine> Recorded<M> {
     /// encoded, is counted in the file and followed by a checkpoint so replay can resume after it.
     #[inline]
     pub fn apply(&mut self, input: &M::Input) -> Tick {
-        let ticks = clock::now(self.shared.clock.source);
+        let ticks = clock::now(self.clock.source);
         let recorded = self.record(input, ticks);
         let seq = self.input.seq() - 1;
         let tick = Tick {
             seq,
-            unix_ns: self.shared.clock.to_unix_ns(ticks),
+            unix_ns: self.clock.to_unix_ns(ticks),
         };
         self.machine.apply(input, tick);
         let due = self.input.seq() - self.last_checkpoint_seq >= self.cadence.inputs
@@ -109,8 +113,15 @@ impl<M: Machine> Recorded<M> {
     }
 
     /// Writes the input record; false when it could not be recorded (its number is skipped).
-    #[inline]
+    #[inline(always)]
     fn record(&mut self, input: &M::Input, ticks: u64) -> bool {
+        if let Some(inline) = M::encode_input_inline(input) {
+            if self.input.pos() + 1 - self.window_start > self.input.capacity() {
+                self.checkpoint_at(ticks);
+            }
+            self.input.push_inline(ticks, &inline);
+            return true;
+        }
         self.encoded.clear();
         if M::encode_input(input, &mut self.encoded).is_err() {
             self.shared.count(h::INPUTS_UNENCODABLE);
@@ -147,7 +158,7 @@ impl<M: Machine> Recorded<M> {
 
     /// Takes a checkpoint now, outside the cadence.
     pub fn checkpoint(&mut self) {
-        self.checkpoint_at(clock::now(self.shared.clock.source));
+        self.checkpoint_at(clock::now(self.clock.source));
     }
 
     /// The machine, to read its state.

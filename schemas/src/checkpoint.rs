@@ -71,12 +71,12 @@ fn hash_words(words: &[u64]) -> u64 {
     for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    xxhash_rust::xxh3::xxh3_64(&bytes)
+    twox_hash::XxHash3_64::oneshot(&bytes)
 }
 
 /// The hash recorded for a checkpoint's state bytes, and checked by replay.
 pub fn state_hash(state: &[u8]) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(state)
+    twox_hash::XxHash3_64::oneshot(state)
 }
 
 #[cfg(test)]

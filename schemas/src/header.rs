@@ -231,7 +231,11 @@ fn put_u64(page: &mut [u8], at: u64, v: u64) {
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
+#[inline]
 pub fn truncate_utf8(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;

@@ -84,6 +84,17 @@ pub trait Machine: Serialize + DeserializeOwned {
         Ok(())
     }
 
+    /// The zero-copy path for hot inputs of at most 32 bytes: their encoding as slot words,
+    /// written straight into the ring. `None`, the default, sends every input through
+    /// [`Self::encode_input`]. Whatever this returns, [`Self::decode_input`] must read back from
+    /// [`crate::slot::InlineRecord::bytes`]; [`crate::codec::pod_inline`] with
+    /// [`crate::codec::pod_decode`] does so for plain-old-data inputs.
+    #[inline(always)]
+    fn encode_input_inline(input: &Self::Input) -> Option<crate::slot::InlineRecord> {
+        let _ = input;
+        None
+    }
+
     /// Decodes an input encoded by [`Self::encode_input`].
     fn decode_input(bytes: &[u8]) -> Result<Self::Input, CodecError> {
         Ok(postcard::from_bytes(bytes)?)

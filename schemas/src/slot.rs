@@ -42,16 +42,22 @@ fn mum(a: u64, b: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// The checksum stored with each record, over its position, sequence number, time, length and
-/// payload. The payload is taken as little-endian 64-bit words, the last one zero padded; each
-/// pair of words `(a, b)` at pair index `i` adds `mum(a ^ KEYS[2i % 8], b ^ KEYS[(2i + 1) % 8] ^ i)`
-/// to the accumulator. Every multiply is independent, so a 32-byte record costs a few cycles.
+/// The checksum stored with each record, over its position, sequence number, length, payload
+/// and time.
+///
+/// The payload is taken as little-endian 64-bit words, the last one zero padded; each pair of
+/// words `(a, b)` at pair index `i` (a missing second word is 0) adds
+/// `mum(a ^ KEYS[2i % 8], b ^ KEYS[(2i + 1) % 8] ^ i)` to an accumulator that starts at
+/// `mum(pos ^ KEYS[0], seq ^ KEYS[1])`. Then `f = mum(acc ^ KEYS[4], len ^ KEYS[5]) ^
+/// ticks.rotate_left(29)`, and the checksum is the low 32 bits of `f ^ (f >> 32)`. The time
+/// enters last, with a xor, so the multiplies need not wait for the clock read.
 ///
 /// ```
 /// use flightrec_schemas::slot::record_checksum;
 /// let a = record_checksum(7, 3, 1000, b"deposit");
 /// assert_eq!(a, record_checksum(7, 3, 1000, b"deposit"));
 /// assert_ne!(a, record_checksum(8, 3, 1000, b"deposit"));
+/// assert_ne!(a, record_checksum(7, 3, 1001, b"deposit"));
 /// assert_ne!(a, record_checksum(7, 3, 1000, b"depositX"));
 /// ```
 pub fn record_checksum(pos: u64, seq: u64, ticks: u64, payload: &[u8]) -> u32 {
@@ -59,25 +65,40 @@ pub fn record_checksum(pos: u64, seq: u64, ticks: u64, payload: &[u8]) -> u32 {
         prefix: None,
         body: payload,
     };
-    checksum(pos, seq, ticks, &payload)
+    checksum(pos, seq, ticks, payload.len(), |i| payload.word(i))
 }
 
 #[inline(always)]
-fn checksum(pos: u64, seq: u64, ticks: u64, payload: &Payload<'_>) -> u32 {
-    let len = payload.len() as u64;
-    let mut acc = mum(pos ^ KEYS[0], seq ^ KEYS[1]) ^ mum(ticks ^ KEYS[2], len ^ KEYS[3]);
-    let words = payload.words();
-    let mut i = 0;
-    while 2 * i < words {
-        let (a, b) = (payload.word(2 * i), payload.word(2 * i + 1));
+fn checksum(pos: u64, seq: u64, ticks: u64, len: usize, word: impl Fn(usize) -> u64) -> u32 {
+    let mut acc = mum(pos ^ KEYS[0], seq ^ KEYS[1]);
+    let pairs = len.div_ceil(16);
+    for i in 0..pairs {
+        let (a, b) = (word(2 * i), word(2 * i + 1));
         acc = acc.wrapping_add(mum(
             a ^ KEYS[(2 * i) % 8],
             b ^ KEYS[(2 * i + 1) % 8] ^ i as u64,
         ));
-        i += 1;
     }
-    let folded = mum(acc ^ KEYS[4], len ^ KEYS[5]);
+    let folded = mum(acc ^ KEYS[4], len as u64 ^ KEYS[5]) ^ ticks.rotate_left(29);
     (folded ^ (folded >> 32)) as u32
+}
+
+/// A small record given as its words: the zero-copy path for fixed-size inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InlineRecord {
+    /// The payload as little-endian words, zero padded.
+    pub words: [u64; 4],
+    /// Payload length in bytes, at most 32.
+    pub len: u32,
+}
+
+impl InlineRecord {
+    /// The payload bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut bytes: Vec<u8> = self.words.iter().flat_map(|w| w.to_le_bytes()).collect();
+        bytes.truncate(self.len as usize);
+        bytes
+    }
 }
 
 /// A record's payload: an optional first word (the trace header) followed by body bytes, read
@@ -94,10 +115,10 @@ impl Payload<'_> {
         self.prefix.map_or(0, |_| 8) + self.body.len()
     }
 
-    /// Number of words, the last one possibly padded.
+    /// The first four words, as the head slot stores them.
     #[inline(always)]
-    fn words(&self) -> usize {
-        self.len().div_ceil(8)
+    fn head_words(&self) -> [u64; 4] {
+        [self.word(0), self.word(1), self.word(2), self.word(3)]
     }
 
     /// Word `i`, zero past the end.
@@ -280,31 +301,40 @@ impl<'a> Slots<'a> {
         )
     }
 
+    /// Writes a record of at most 32 bytes given as words; always one slot.
+    #[inline(always)]
+    pub fn write_inline(&self, pos: u64, seq: u64, ticks: u64, record: &InlineRecord) -> u64 {
+        debug_assert!(record.len as u64 <= slot::HEAD_PAYLOAD);
+        self.write_single(pos, seq, ticks, record.len as usize, &record.words);
+        1
+    }
+
     #[inline(always)]
     fn write_payload(&self, pos: u64, seq: u64, ticks: u64, payload: Payload<'_>) -> u64 {
         debug_assert!(payload.len() <= self.max_record_len() as usize);
         if payload.len() <= slot::HEAD_PAYLOAD as usize {
-            self.write_single(pos, seq, ticks, &payload);
+            self.write_single(pos, seq, ticks, payload.len(), &payload.head_words());
             1
         } else {
             self.write_spanning(pos, seq, ticks, &payload)
         }
     }
 
-    /// The common case, kept small enough to inline: a record that fits its first slot.
+    /// The common case, kept small enough to inline: a record that fits its first slot, given
+    /// as its four payload words (zero past the payload).
     #[inline(always)]
-    fn write_single(&self, pos: u64, seq: u64, ticks: u64, payload: &Payload<'_>) {
+    fn write_single(&self, pos: u64, seq: u64, ticks: u64, len: usize, words: &[u64; 4]) {
         let slot = self.slot(pos);
         // Step 1: invalidate the slot before touching it.
         slot[0].store(0, Ordering::Relaxed);
         fence(Ordering::Release);
         // Step 2: header and payload (unused payload words are zeroed, not left stale).
-        let sum = checksum(pos, seq, ticks, payload);
+        let sum = checksum(pos, seq, ticks, len, |i| words.get(i).copied().unwrap_or(0));
         slot[1].store(seq, Ordering::Relaxed);
         slot[2].store(ticks, Ordering::Relaxed);
-        slot[3].store(payload.len() as u64 | (sum as u64) << 32, Ordering::Relaxed);
-        for (i, word) in slot[4..].iter().enumerate() {
-            word.store(payload.word(i), Ordering::Relaxed);
+        slot[3].store(len as u64 | (sum as u64) << 32, Ordering::Relaxed);
+        for (slot_word, &word) in slot[4..].iter().zip(words) {
+            slot_word.store(word, Ordering::Relaxed);
         }
         // Step 3: publish.
         slot[0].store(pos + 1, Ordering::Release);
@@ -320,7 +350,7 @@ impl<'a> Slots<'a> {
         }
         fence(Ordering::Release);
         // Step 2: header and payload.
-        let sum = checksum(pos, seq, ticks, payload);
+        let sum = checksum(pos, seq, ticks, payload.len(), |i| payload.word(i));
         let head = self.slot(pos);
         head[1].store(seq, Ordering::Relaxed);
         head[2].store(ticks, Ordering::Relaxed);

@@ -93,6 +93,7 @@ pub struct TraceEvent {
 }
 
 /// The fixed header of a trace payload.
+#[inline]
 pub fn encode_header(
     kind: TraceKind,
     level: Level,
