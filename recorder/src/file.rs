@@ -129,6 +129,7 @@ impl RingFile {
     /// # Safety
     /// The caller must be the only code in this process touching that range while the slice
     /// lives (the checkpoint writer, which runs on the machine's thread, owns its slots).
+    #[allow(clippy::mut_from_ref)] // exclusivity is the unsafe contract above
     pub unsafe fn bytes_mut(&self, offset: u64, len: u64) -> &mut [u8] {
         assert!(offset + len <= self.len(), "byte range outside the ring");
         // SAFETY: in bounds, writable, alive for `'self`; exclusivity is the caller's contract.
