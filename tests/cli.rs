@@ -681,7 +681,10 @@ fn inspect_refuses_bad_files_with_exit_code_2_and_one_line() {
 
     let text = dir.join("notes.txt");
     std::fs::write(&text, "this is not a ring file\n").unwrap();
-    assert_refused(&text, "too short");
+    assert_refused(&text, "not a flightrec ring file");
+    let stub = dir.join("stub.ring");
+    std::fs::write(&stub, b"FLRING\r\n\x01").unwrap();
+    assert_refused(&stub, "too short");
 
     let long_text = dir.join("long-notes.txt");
     std::fs::write(&long_text, "this is not a ring file\n".repeat(1000)).unwrap();
@@ -878,10 +881,9 @@ fn the_service_never_overwrites_an_existing_file() {
     }
 }
 
-/// Without `--service`, the demo reports a ring file it could not create as if the run had
-/// recorded it: it exits 0 and shows the earlier file's content as "what survived".
+/// Without `--service`, the demo must not report a ring file it could not create as if the run
+/// had recorded it (it once exited 0 showing the earlier file's content as "what survived").
 #[test]
-#[ignore = "known bug: `demo --ring EXISTING` (without --service) reports the old file"]
 fn the_demo_does_not_report_an_existing_file_as_its_own() {
     let tmp = TempDir::new().unwrap();
     let ring = small_ring(tmp.path());

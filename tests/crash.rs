@@ -842,8 +842,6 @@ fn assert_clean_finish(ring: &Ring, count: u64) {
 /// continuations are unstamped while the first continuation is published. That is still one torn
 /// record, and `LaneRecords::torn` promises to count it once.
 #[test]
-#[ignore = "replayer bug: recover_lane reports one torn record as two when a continuation stamp \
-            between its torn slots was already published (recover.rs, `runs`)"]
 fn a_record_torn_while_publishing_its_continuations_counts_once() {
     let (_dir, path) = ring_path();
     let mut recorded = build_in_process(&path).expect("a ring");

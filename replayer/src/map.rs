@@ -18,7 +18,20 @@ impl RingMap {
     /// Maps `path` read-only.
     pub fn open(path: &Path) -> std::io::Result<RingMap> {
         let file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let metadata = file.metadata()?;
+        if !metadata.is_file() {
+            // mmap would fail with a baffling "No such device"; say what it is instead.
+            let what = if metadata.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("is {what}"),
+            ));
+        }
+        let len = metadata.len();
         if len == 0 {
             return Ok(RingMap { map: None, len: 0 });
         }

@@ -84,6 +84,7 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     let slots = Slots::new(words).expect("slot count was validated as a power of two");
     let mut out = LaneRecords::default();
     let mut payload = Vec::new();
+    let mut continuations = Vec::new();
     for index in 0..lane.slot_count {
         match slots.read(index, &mut payload) {
             SlotState::Record(header) => {
@@ -101,7 +102,8 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
             SlotState::Torn => out.torn.push(index),
             SlotState::Overwritten => out.overwritten += 1,
             SlotState::Corrupt(why) => out.corrupt.push((index, why)),
-            SlotState::Empty | SlotState::Continuation => {}
+            SlotState::Continuation => continuations.push(index),
+            SlotState::Empty => {}
         }
     }
     out.records
@@ -109,9 +111,9 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     // Two valid records cannot share a sequence number unless the writer's numbering was reset
     // by a corrupted control block; keep the one at the newer position.
     out.records.dedup_by_key(|r| r.seq);
-    out.torn = runs(&out.torn, lane.slot_count);
+    out.torn = torn_records(&out.torn, &continuations, lane.slot_count);
     out.gaps = gaps(&out.records);
-    let next_seq = out.records.last().map_or(0, |r| r.seq + 1);
+    let next_seq = out.records.last().map_or(0, |r| r.seq.saturating_add(1));
     let released = ring.lane_control(lane, lane_control::OWNER) == 0;
     let saved_next = if released && lane.kind == LaneKind::Trace {
         ring.lane_control(lane, lane_control::NEXT_SEQ)
@@ -123,18 +125,41 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out
 }
 
-/// The first index of each run of consecutive slot indices, where the last slot and slot 0 are
-/// neighbours. `indices` is sorted.
-fn runs(indices: &[u64], slot_count: u64) -> Vec<u64> {
-    let mut starts: Vec<u64> = indices
-        .iter()
-        .enumerate()
-        .filter(|&(i, &index)| i == 0 || indices[i - 1] + 1 != index)
-        .map(|(_, &index)| index)
-        .collect();
-    let wraps = indices.first() == Some(&0) && indices.last() == Some(&(slot_count - 1));
-    if wraps && starts.len() > 1 {
-        starts.remove(0);
+/// What a slot holds, for grouping torn slots into records.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Other,
+    Torn,
+    Continuation,
+}
+
+/// The first slot of each torn record. A record torn while being published leaves its head and
+/// some continuations unstamped (torn) and others already stamped as continuations, so a run of
+/// torn and continuation slots that begins with a torn slot is one record. The last slot and slot
+/// 0 are neighbours. `torn` is sorted.
+fn torn_records(torn: &[u64], continuations: &[u64], slot_count: u64) -> Vec<u64> {
+    if torn.is_empty() {
+        return Vec::new();
+    }
+    let mut marks = vec![Mark::Other; slot_count as usize];
+    for &i in continuations {
+        marks[i as usize] = Mark::Continuation;
+    }
+    for &i in torn {
+        marks[i as usize] = Mark::Torn;
+    }
+    let previous = |i: u64| ((i + slot_count - 1) % slot_count) as usize;
+    let starts_a_record = |&&i: &&u64| {
+        let mut j = previous(i);
+        while marks[j] == Mark::Continuation {
+            j = previous(j as u64);
+        }
+        marks[j] == Mark::Other
+    };
+    let starts: Vec<u64> = torn.iter().filter(starts_a_record).copied().collect();
+    if starts.is_empty() {
+        // Every slot is torn or a continuation: one record around the whole ring.
+        return vec![torn[0]];
     }
     starts
 }
@@ -219,6 +244,9 @@ fn read_checkpoint(
     let Some(header) = CheckpointHeader::from_body_words(stamp, &body) else {
         return fail(CheckpointProblem::BadHeader);
     };
+    if header.generation % CHECKPOINT_SLOTS as u64 != slot as u64 {
+        return fail(CheckpointProblem::BadHeader);
+    }
     let capacity = ring.header().checkpoint_slot_size - CHECKPOINT_HEADER_SIZE;
     if header.state_len > capacity {
         return fail(CheckpointProblem::BadLength(header.state_len));
@@ -242,14 +270,24 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::runs;
+    use super::torn_records;
 
     #[test]
     fn adjacent_torn_slots_are_one_torn_record() {
-        assert_eq!(runs(&[], 8), Vec::<u64>::new());
-        assert_eq!(runs(&[3, 4, 5], 8), vec![3]);
-        assert_eq!(runs(&[1, 3, 4], 8), vec![1, 3]);
-        assert_eq!(runs(&[0, 1, 6, 7], 8), vec![6]);
-        assert_eq!(runs(&[0, 1, 2, 3, 4, 5, 6, 7], 8), vec![0]);
+        let runs = |torn: &[u64]| torn_records(torn, &[], 8);
+        assert_eq!(runs(&[]), Vec::<u64>::new());
+        assert_eq!(runs(&[3, 4, 5]), vec![3]);
+        assert_eq!(runs(&[1, 3, 4]), vec![1, 3]);
+        assert_eq!(runs(&[0, 1, 6, 7]), vec![6]);
+        assert_eq!(runs(&[0, 1, 2, 3, 4, 5, 6, 7]), vec![0]);
+    }
+
+    #[test]
+    fn published_continuations_join_the_torn_slots_around_them() {
+        assert_eq!(torn_records(&[2, 4, 5], &[3], 8), vec![2]);
+        assert_eq!(torn_records(&[0, 7], &[6], 8), vec![7]);
+        // Continuations before a torn head belong to an older, overwritten record.
+        assert_eq!(torn_records(&[3], &[1, 2], 8), vec![3]);
+        assert_eq!(torn_records(&[0, 4], &[1, 2, 3, 5, 6, 7], 8), vec![0]);
     }
 }

@@ -3,8 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use flightrec_schemas::header::{CrashRecord, HeaderInfo, LaneInfo, LiveWords, Status};
-use flightrec_schemas::layout::{lane_control, HEADER_SIZE};
+use flightrec_schemas::header::{
+    CrashRecord, FormatError, HeaderInfo, LaneInfo, LiveWords, Status,
+};
+use flightrec_schemas::layout::{header as h, lane_control, HEADER_SIZE};
 
 use crate::error::OpenError;
 use crate::map::RingMap;
@@ -56,24 +58,44 @@ impl Ring {
             path: path.to_owned(),
             error,
         })?;
+        // The writer stores the status word last, with release ordering: read it first, so a
+        // nonzero status guarantees a complete header page.
+        let status = map
+            .words(h::STATUS, 1)
+            .map_or(0, |w| w[0].load(Ordering::Acquire));
         let page = map
             .copy(0, HEADER_SIZE.min(map.len() & !7))
             .unwrap_or_default();
-        let header = HeaderInfo::decode(&page, map.len()).map_err(|error| OpenError::Format {
+        let format_error = |error| OpenError::Format {
             path: path.to_owned(),
             error,
-        })?;
-        let ring = Ring {
+        };
+        let not_ready = || OpenError::NotReady {
+            path: path.to_owned(),
+        };
+        let header = match HeaderInfo::decode(&page, map.len()) {
+            Ok(header) => header,
+            // A ring file half laid out: its header page may still be arriving.
+            Err(FormatError::BadField { .. } | FormatError::BadLane { .. }) if status == 0 => {
+                return Err(not_ready())
+            }
+            Err(error) => return Err(format_error(error)),
+        };
+        if Status::from_code(status).is_none() {
+            if status == 0 {
+                return Err(not_ready());
+            }
+            return Err(format_error(FormatError::BadField {
+                field: "status",
+                offset: h::STATUS,
+                problem: format!("{status} is not a known status (1 running, 2 exited, 3 crashed)"),
+            }));
+        }
+        Ok(Ring {
             path: path.to_owned(),
             map,
             header,
-        };
-        if ring.live().status.is_none() {
-            return Err(OpenError::NotReady {
-                path: path.to_owned(),
-            });
-        }
-        Ok(ring)
+        })
     }
 
     /// Where the file is.

@@ -751,12 +751,8 @@ fn forged_records_with_extreme_positions_are_read_without_panicking() {
 
 /// A forged (or miscounted) record numbered `u64::MAX`, the largest sequence number a record
 /// can carry, must not crash the reader.
-///
-/// Ignored: library defect. `recover_lane` computes `last.seq + 1` for `recorded`
-/// (`replayer/src/recover.rs`, `let next_seq = ...`), which overflows: a panic in debug builds,
-/// `recorded` wrapping to 0 in release builds.
+/// (`recorded` is `last.seq + 1`, which must saturate rather than overflow.)
 #[test]
-#[ignore = "library defect: recover_lane overflows on a record with seq u64::MAX"]
 fn a_record_numbered_u64_max_is_read_without_panicking() {
     let pristine = pristine();
     let lane = &pristine.lanes[0];
@@ -772,14 +768,10 @@ fn a_record_numbered_u64_max_is_read_without_panicking() {
 
 /// A bit flipped in a checkpoint slot's stamp changes the generation the reader reports, and so
 /// which checkpoint `recover_checkpoints` calls the newest.
-///
-/// Ignored: library (format) defect. The stamp is the generation, and the header hash covers
-/// bytes 8..112 only (`schemas/FORMAT.md`, checkpoint slot; `CheckpointHeader::body_words`), so a
-/// damaged stamp is accepted as another generation. Found by
+/// The header hash is seeded with the generation, so a damaged stamp fails it. Found by
 /// `damaged_files_are_refused_or_read_without_accepting_damage` (a single `FlipBits`, mask 1,
 /// on the stamp of checkpoint slot 1: generation 11 read back as 10).
 #[test]
-#[ignore = "format defect: the checkpoint generation (stamp) is not covered by the header hash"]
 fn a_damaged_checkpoint_stamp_is_not_accepted_as_another_generation() {
     let pristine = pristine();
     for slot in 0..2u64 {

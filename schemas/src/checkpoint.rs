@@ -43,14 +43,14 @@ impl CheckpointHeader {
             }
         }
         words[4] = valid;
-        words[BODY_WORDS - 1] = hash_words(&words[..BODY_WORDS - 1]);
+        words[BODY_WORDS - 1] = hash_words(self.generation, &words[..BODY_WORDS - 1]);
         words
     }
 
     /// Decodes header words read from a slot whose stamp was `generation`. `None` when the
-    /// header hash does not match.
+    /// header hash, which covers the generation too, does not match.
     pub fn from_body_words(generation: u64, words: &[u64; BODY_WORDS]) -> Option<Self> {
-        if hash_words(&words[..BODY_WORDS - 1]) != words[BODY_WORDS - 1] {
+        if hash_words(generation, &words[..BODY_WORDS - 1]) != words[BODY_WORDS - 1] {
             return None;
         }
         let valid = words[4];
@@ -66,12 +66,14 @@ impl CheckpointHeader {
     }
 }
 
-fn hash_words(words: &[u64]) -> u64 {
+/// The header hash: `xxh3_64` of the body words, seeded with the generation so that a damaged
+/// stamp is not taken for another generation.
+fn hash_words(generation: u64, words: &[u64]) -> u64 {
     let mut bytes = [0u8; 8 * (BODY_WORDS - 1)];
     for (chunk, word) in bytes.chunks_exact_mut(8).zip(words) {
         chunk.copy_from_slice(&word.to_le_bytes());
     }
-    twox_hash::XxHash3_64::oneshot(&bytes)
+    twox_hash::XxHash3_64::oneshot_with_seed(generation, &bytes)
 }
 
 /// The hash recorded for a checkpoint's state bytes, and checked by replay.
@@ -98,6 +100,11 @@ mod tests {
         };
         let mut words = header.body_words();
         assert_eq!(CheckpointHeader::from_body_words(4, &words), Some(header));
+        assert_eq!(
+            CheckpointHeader::from_body_words(5, &words),
+            None,
+            "another generation"
+        );
         words[0] ^= 1;
         assert_eq!(CheckpointHeader::from_body_words(4, &words), None);
     }

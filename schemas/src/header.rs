@@ -94,6 +94,12 @@ impl LaneInfo {
     pub fn slots_offset(&self) -> u64 {
         self.offset + layout::LANE_CONTROL_SIZE
     }
+
+    /// File offset just past its last slot. A decoded header has checked that this does not
+    /// overflow and lies inside the file.
+    pub fn end(&self) -> u64 {
+        self.slots_offset() + self.slot_count * SLOT_SIZE
+    }
 }
 
 /// The immutable part of the header, as the writer creates it.
@@ -177,7 +183,10 @@ pub enum FormatError {
         need: u64,
     },
     /// The magic bytes are wrong.
-    #[error("not a flightrec ring file: magic at offset 0 is {found:02x?}")]
+    #[error(
+        "not a flightrec ring file: it begins with \"{}\", not \"FLRING\\r\\n\"",
+        found.escape_ascii()
+    )]
     BadMagic {
         /// The first eight bytes found.
         found: [u8; 8],
@@ -305,18 +314,22 @@ impl HeaderInfo {
     /// ```
     /// use flightrec_schemas::header::{FormatError, HeaderInfo};
     /// let err = HeaderInfo::decode(b"definitely not a ring file", 26).unwrap_err();
-    /// assert!(matches!(err, FormatError::Truncated { .. }));
+    /// assert!(matches!(err, FormatError::BadMagic { .. }));
+    /// let err = HeaderInfo::decode(b"FLRING\r\n", 8).unwrap_err();
+    /// assert!(matches!(err, FormatError::Truncated { len: 8, .. }));
     /// ```
     pub fn decode(page: &[u8], file_len: u64) -> Result<HeaderInfo, FormatError> {
+        // A short file that is not a ring file at all is better called that than "truncated".
+        if let Some(magic) = page.first_chunk::<8>() {
+            if *magic != MAGIC {
+                return Err(FormatError::BadMagic { found: *magic });
+            }
+        }
         if (page.len() as u64) < HEADER_SIZE || file_len < HEADER_SIZE {
             return Err(FormatError::Truncated {
-                len: file_len.min(page.len() as u64),
+                len: file_len,
                 need: HEADER_SIZE,
             });
-        }
-        let magic: [u8; 8] = page[..8].try_into().expect("8 bytes");
-        if magic != MAGIC {
-            return Err(FormatError::BadMagic { found: magic });
         }
         let format_version = u32_at(page, h::FORMAT_VERSION);
         if format_version > FORMAT_VERSION {
@@ -448,9 +461,7 @@ fn decode_lanes(page: &[u8], file_size: u64) -> Result<Vec<LaneInfo>, FormatErro
                 "slot count {slot_count} is not a power of two >= 4"
             )));
         }
-        let previous_end = lanes
-            .last()
-            .map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
+        let previous_end = lanes.last().map_or(HEADER_SIZE, LaneInfo::end);
         if offset < previous_end || offset % layout::PAGE != 0 {
             return Err(bad_lane(format!(
                 "offset {offset} overlaps the previous region or is unaligned"
@@ -489,9 +500,7 @@ fn decode_checkpoints(
         ));
     }
     let offset = u64_at(page, h::CHECKPOINT_OFFSET);
-    let lanes_end = lanes
-        .last()
-        .map_or(HEADER_SIZE, |l| l.offset + lane_bytes(l.slot_count));
+    let lanes_end = lanes.last().map_or(HEADER_SIZE, LaneInfo::end);
     if offset < lanes_end || offset % layout::PAGE != 0 {
         let problem =
             format!("{offset} overlaps the lanes (which end at {lanes_end}) or is unaligned");
@@ -501,9 +510,12 @@ fn decode_checkpoints(
     let end = size
         .checked_mul(CHECKPOINT_SLOTS as u64)
         .and_then(|b| b.checked_add(offset));
-    if size < layout::CHECKPOINT_HEADER_SIZE || end.is_none_or(|end| end > file_size) {
+    if size < layout::CHECKPOINT_HEADER_SIZE
+        || size % 8 != 0
+        || end.is_none_or(|end| end > file_size)
+    {
         let problem =
-            format!("slots of {size} bytes at {offset} do not fit a {file_size}-byte file");
+            format!("slots of {size} bytes at {offset} are not whole words or do not fit a {file_size}-byte file");
         return Err(bad(
             "checkpoint_slot_size",
             h::CHECKPOINT_SLOT_SIZE,

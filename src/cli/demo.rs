@@ -83,6 +83,14 @@ fn run_service(args: &DemoArgs, ring: PathBuf) -> Result<ExitCode, Failure> {
 }
 
 fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
+    // The service would refuse it too, but only after we had announced a run.
+    if ring.symlink_metadata().is_ok() {
+        let exists = anyhow::anyhow!(
+            "{} already exists; flightrec never overwrites a ring file",
+            ring.display()
+        );
+        return Err(exists.into());
+    }
     let exe = std::env::current_exe()
         .context("cannot find the flightrec executable to start the service")?;
     let mut child = Command::new(exe)
@@ -128,7 +136,20 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     }
     println!();
     println!("what survived in the ring file:");
-    let opened = Ring::open(ring).map_err(Failure::bad_input)?;
+    let opened = match Ring::open(ring) {
+        Ok(opened) if opened.header().pid == child.id() => opened,
+        // The service failed before recording (its stderr, shown above, says why).
+        _ if status.code().is_some_and(|code| code != 0 && code != 101) => {
+            return Err(
+                anyhow::anyhow!("the demo service did not record; see its error above").into(),
+            )
+        }
+        Ok(_) => {
+            let foreign = anyhow::anyhow!("{} was not written by the demo service", ring.display());
+            return Err(foreign.into());
+        }
+        Err(error) => return Err(Failure::bad_input(error)),
+    };
     print!("{}", super::inspect::render(&Summary::of(&opened)));
     println!();
     if !args.no_tui {
