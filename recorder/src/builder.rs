@@ -207,6 +207,7 @@ impl Builder {
     pub fn build<M: Machine>(self, machine: M) -> Result<Recorded<M>, RecorderError> {
         let settings = self.with_env()?;
         let plan = settings.plan()?;
+        check_machine_name(M::NAME)?;
         let path = settings.resolve_path(M::NAME)?;
         let (lanes, checkpoint_offset, checkpoint_slot_size, file_size) = plan.place();
         let file = Arc::new(RingFile::create(&path, file_size)?);
@@ -269,7 +270,7 @@ impl Builder {
 }
 
 /// Slots for a lane of `bytes`: the largest power of two of 64-byte slots that `bytes` holds
-/// (the lane's 128-byte control block comes on top), at least 16.
+/// (the lane's 128-byte control block comes on top), at least 64 (a 4 KiB lane).
 fn slots(what: &str, bytes: u64) -> Result<u64, RecorderError> {
     let usable = bytes / SLOT_SIZE;
     if usable < 64 {
@@ -317,6 +318,19 @@ pub fn parse_size(text: &str) -> Option<u64> {
         _ => (text, 0),
     };
     digits.trim().parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
+/// A machine's name goes into the header, whole, and into default file names: it must be
+/// non-empty, fit the header, and hold no '/' or control characters.
+fn check_machine_name(name: &str) -> Result<(), RecorderError> {
+    let max = flightrec_schemas::layout::MAX_MACHINE_NAME;
+    let unsafe_char = |c: char| c == '/' || c.is_control();
+    if name.is_empty() || name.len() > max || name.contains(unsafe_char) {
+        return Err(RecorderError::Config(format!(
+            "machine name {name:?} must be 1 to {max} bytes, without '/' or control characters"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use flightrec_schemas::clock::{Clock, ClockSource};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// How long creation spends measuring the TSC against the system clock. A millisecond gives an
+/// How long creation spends measuring the TSC against the system clock. Two milliseconds give an
 /// error around one part per million, well below what a postmortem timeline needs.
 const CALIBRATION: Duration = Duration::from_millis(2);
 

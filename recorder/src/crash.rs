@@ -101,7 +101,15 @@ fn record(cause: &Cause<'_>) {
     let name = cause.thread.unwrap_or(&kernel_name[..kernel_len]);
     for slot in &RINGS {
         let base = slot.load(Ordering::Acquire);
-        if base.is_null() || !claim(base) {
+        if base.is_null() {
+            continue;
+        }
+        if !claim(base) {
+            // Another thread is writing its cause (a panic racing this signal); the process is
+            // dying all the same.
+            if cause.fatal {
+                word(base, h::STATUS).store(Status::Crashed.code(), Ordering::Release);
+            }
             continue;
         }
         let at = h::CRASH;

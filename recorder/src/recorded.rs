@@ -204,6 +204,9 @@ impl<M: Machine> Recorded<M> {
             return;
         }
         self.checkpoint();
+        // Tracers may keep the mapping alive after this; a later crash of the process is not
+        // this recording's death.
+        crate::crash::unregister(file.base_ptr());
         file.word(h::EXITED_UNIX_NS)
             .store(clock::unix_ns(), Ordering::Relaxed);
         file.word(h::STATUS)

@@ -147,3 +147,26 @@ fn a_wrapped_input_lane_still_starts_at_a_checkpoint() {
     assert!(base >= input.first_seq.unwrap() && base <= input.recorded);
     assert!(input.recorded - base > 0);
 }
+
+/// A machine named with a path separator.
+#[derive(Default, Serialize, Deserialize)]
+struct Slashed;
+
+impl Machine for Slashed {
+    const NAME: &'static str = "../escape";
+    const VERSION: u32 = 1;
+    type Input = u8;
+    fn apply(&mut self, _input: &u8, _tick: Tick) {}
+}
+
+#[test]
+fn a_machine_name_unfit_for_the_header_or_a_file_name_is_refused_before_creating_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let error = small(&dir).build(Slashed).err().expect("refused");
+    assert!(
+        matches!(error, flightrec_recorder::RecorderError::Config(_)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("../escape"), "{error}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}

@@ -505,7 +505,11 @@ mod tests {
         for n in 0..8 {
             let mut padded = [0u8; 8];
             padded[..n].copy_from_slice(&bytes[..n]);
-            assert_eq!(partial_word(&bytes[..n]), u64::from_le_bytes(padded), "{n} bytes");
+            assert_eq!(
+                partial_word(&bytes[..n]),
+                u64::from_le_bytes(padded),
+                "{n} bytes"
+            );
         }
     }
 

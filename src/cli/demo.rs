@@ -130,7 +130,7 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     println!("the service {}", describe_exit(status));
     for line in stderr
         .lines()
-        .filter(|l| !l.starts_with("ledger service") && !l.starts_with("note:"))
+        .filter(|l| !l.is_empty() && !l.starts_with("ledger service") && !l.starts_with("note:"))
     {
         println!("  │ {line}");
     }
