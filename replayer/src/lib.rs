@@ -10,14 +10,23 @@
 //! ```
 
 mod error;
+mod history;
 mod map;
+mod project;
 mod recover;
 mod ring;
 mod summary;
+pub mod tree;
 
 pub use error::OpenError;
+pub use history::{
+    Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
+    TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET,
+};
+pub use project::project;
 pub use recover::{
     recover_checkpoints, recover_lane, Checkpoint, CheckpointProblem, LaneRecords, RecordMeta,
+    Recovered, RecoveredLane,
 };
 pub use ring::{Fate, Ring};
 pub use summary::{

@@ -75,6 +75,61 @@ impl LaneRecords {
     }
 }
 
+/// Everything recovered from a ring file: every lane's records and the usable checkpoints.
+pub struct Recovered {
+    /// Lanes in file order; the first is the input lane.
+    pub lanes: Vec<RecoveredLane>,
+    /// Usable checkpoints, oldest input sequence first.
+    pub checkpoints: Vec<Checkpoint>,
+    /// Checkpoint slots that hold no usable checkpoint, and why.
+    pub checkpoint_problems: Vec<(u32, CheckpointProblem)>,
+}
+
+/// One lane's recovered records.
+pub struct RecoveredLane {
+    /// Input or trace.
+    pub kind: LaneKind,
+    /// `input`, or the name of the thread that last owned the lane.
+    pub name: String,
+    /// What it holds.
+    pub records: LaneRecords,
+}
+
+impl Recovered {
+    /// Reads every lane and both checkpoint slots of `ring` (a snapshot, if the writer runs).
+    pub fn of(ring: &Ring) -> Recovered {
+        let lanes = ring
+            .header()
+            .lanes
+            .iter()
+            .map(|lane| RecoveredLane {
+                kind: lane.kind,
+                name: ring.lane_name(lane),
+                records: recover_lane(ring, lane),
+            })
+            .collect();
+        let mut checkpoints = Vec::new();
+        let mut checkpoint_problems = Vec::new();
+        for entry in recover_checkpoints(ring) {
+            match entry {
+                Ok(checkpoint) => checkpoints.push(checkpoint),
+                Err(problem) => checkpoint_problems.push(problem),
+            }
+        }
+        checkpoints.sort_by_key(|c| c.header.input_seq);
+        Recovered {
+            lanes,
+            checkpoints,
+            checkpoint_problems,
+        }
+    }
+
+    /// The input lane's records (a validated header always has one, first).
+    pub fn inputs(&self) -> &LaneRecords {
+        &self.lanes[0].records
+    }
+}
+
 /// Reads every slot of `lane`.
 pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     let words = ring

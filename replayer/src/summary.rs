@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use flightrec_schemas::header::{CrashCause, CrashRecord, LaneKind};
 
-use crate::recover::{recover_checkpoints, recover_lane, Checkpoint, LaneRecords};
+use crate::recover::{Checkpoint, LaneRecords, Recovered};
 use crate::ring::{Fate, Ring};
 
 /// The machine a file records.
@@ -140,29 +140,24 @@ pub struct Losses {
 impl Summary {
     /// Reads everything a summary needs from `ring`.
     pub fn of(ring: &Ring) -> Summary {
+        Summary::with(ring, &Recovered::of(ring))
+    }
+
+    /// Summarises what was already recovered from `ring`.
+    pub fn with(ring: &Ring, recovered: &Recovered) -> Summary {
         let header = ring.header();
         let live = ring.live();
         let (crash, crash_error) = match ring.crash() {
             Ok(crash) => (crash.map(|c| CrashSummary::from(&c)), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let recovered: Vec<(LaneKind, String, LaneRecords)> = header
-            .lanes
+        let checkpoints = &recovered.checkpoints;
+        let checkpoint_problems = recovered
+            .checkpoint_problems
             .iter()
-            .map(|lane| (lane.kind, ring.lane_name(lane), recover_lane(ring, lane)))
+            .map(|(slot, problem)| format!("slot {slot}: {problem:?}"))
             .collect();
-        let mut checkpoints = Vec::new();
-        let mut checkpoint_problems = Vec::new();
-        for entry in recover_checkpoints(ring) {
-            match entry {
-                Ok(checkpoint) => checkpoints.push(checkpoint),
-                Err((slot, problem)) => {
-                    checkpoint_problems.push(format!("slot {slot}: {problem:?}"))
-                }
-            }
-        }
-        checkpoints.sort_by_key(|c| c.header.input_seq);
-        let replay_from = replay_base(&recovered[0].2, &checkpoints);
+        let replay_from = replay_base(recovered.inputs(), checkpoints);
         Summary {
             path: ring.path().display().to_string(),
             format_version: header.format_version,
@@ -183,8 +178,9 @@ impl Summary {
             },
             file_bytes: header.file_size,
             lanes: recovered
+                .lanes
                 .iter()
-                .map(|(kind, name, records)| LaneSummary::new(*kind, name, records))
+                .map(|lane| LaneSummary::new(lane.kind, &lane.name, &lane.records))
                 .collect(),
             checkpoints: checkpoints
                 .iter()

@@ -1,0 +1,668 @@
+//! Replay: the state of a machine after every retained input, rebuilt from the base checkpoint
+//! and verified against the state hashes recorded at checkpoints.
+//!
+//! A [`History`] replays everything once when it is built (verifying as it goes and keeping
+//! snapshots every `interval` inputs), then reaches any position from the nearest snapshot:
+//! at most `interval` inputs are re-applied, forwards or backwards.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+use flightrec_schemas::checkpoint::state_hash;
+use flightrec_schemas::header::LaneKind;
+use flightrec_schemas::trace::TraceEvent;
+use flightrec_schemas::{CodecError, Machine, Tick};
+
+use crate::error::OpenError;
+use crate::recover::{Checkpoint, Recovered};
+use crate::ring::Ring;
+use crate::summary::{replay_base, Summary};
+use crate::tree::{self, Change, Path as TreePath, Value};
+
+/// Memory that snapshots may use by default: 256 MiB.
+pub const DEFAULT_SNAPSHOT_BUDGET: usize = 256 << 20;
+/// Snapshots are never closer than this many inputs: cloning a state is dearer than applying one.
+const MIN_INTERVAL: usize = 64;
+
+/// Why a ring file could not be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The file could not be opened or is not a valid ring file.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// It records another machine, or another version of it.
+    #[error(
+        "{path}: it records machine `{found}` version {found_version}, but this program replays \
+         `{expected}` version {expected_version}; replay it with the service's own binary, which \
+         serves the same commands through flightrec::cli"
+    )]
+    WrongMachine {
+        /// The file.
+        path: PathBuf,
+        /// Machine named in the file.
+        found: String,
+        /// Its version.
+        found_version: u32,
+        /// Machine this program replays.
+        expected: &'static str,
+        /// Its version.
+        expected_version: u32,
+    },
+    /// No usable checkpoint from which the retained inputs can be replayed.
+    #[error("{path}: nothing to replay from: {why}")]
+    NoBase {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        why: String,
+    },
+    /// The base checkpoint's state bytes (whose hash matched) do not decode.
+    #[error("{path}: the checkpoint at input {seq} does not decode as `{machine}`: {error}")]
+    BadCheckpoint {
+        /// The file.
+        path: PathBuf,
+        /// Its input sequence number.
+        seq: u64,
+        /// The machine.
+        machine: &'static str,
+        /// The decoder's complaint.
+        error: CodecError,
+    },
+    /// A retained input (whose checksum matched) does not decode.
+    #[error("{path}: input {seq} does not decode: {error}")]
+    BadInput {
+        /// The file.
+        path: PathBuf,
+        /// Its sequence number.
+        seq: u64,
+        /// The decoder's complaint.
+        error: CodecError,
+    },
+}
+
+/// Settings of a replay.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// Bytes that in-memory snapshots may take (estimated from the encoded state's size).
+    pub snapshot_budget: usize,
+}
+
+impl Default for ReplayOptions {
+    fn default() -> Self {
+        ReplayOptions {
+            snapshot_budget: DEFAULT_SNAPSHOT_BUDGET,
+        }
+    }
+}
+
+/// One retained input, decoded.
+#[derive(Clone, Debug)]
+pub struct InputEvent<I> {
+    /// Its sequence number in the input lane.
+    pub seq: u64,
+    /// Clock ticks when it was recorded.
+    pub ticks: u64,
+    /// Unix time, ns, from the file's clock calibration (the time the machine was handed).
+    pub unix_ns: u64,
+    /// The input.
+    pub input: I,
+}
+
+/// One trace record, decoded.
+#[derive(Clone, Debug)]
+pub struct TraceRecord {
+    /// Index of its lane in [`History::lane_names`].
+    pub lane: usize,
+    /// Sequence number in its lane.
+    pub seq: u64,
+    /// Clock ticks when it was recorded.
+    pub ticks: u64,
+    /// Unix time, ns.
+    pub unix_ns: u64,
+    /// The event; `None` where the payload does not decode (the reason is in `damage`).
+    pub event: Option<TraceEvent>,
+    /// Why the payload does not decode.
+    pub damage: Option<String>,
+}
+
+/// An input whose `apply` panicked during replay.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ReplayPanic {
+    /// Position of the input in the history.
+    pub index: usize,
+    /// Its sequence number.
+    pub seq: u64,
+    /// The panic message.
+    pub message: String,
+    /// Where it panicked, when known.
+    pub location: Option<String>,
+}
+
+/// A recorded state hash compared with the replayed state's.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HashCheck {
+    /// Inputs applied before the checkpoint (the state after input `seq - 1`).
+    pub seq: u64,
+    /// Hash recorded at the checkpoint.
+    pub recorded: u64,
+    /// Hash of the replayed state, encoded by this build.
+    pub replayed: u64,
+}
+
+impl HashCheck {
+    /// Whether they match.
+    pub fn passed(&self) -> bool {
+        self.recorded == self.replayed
+    }
+}
+
+/// Where the replayed history departs from the recorded one.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Divergence {
+    /// The inputs in which it arose: after input `from_seq - 1` the states still agreed (the base
+    /// checkpoint or an earlier matching check), before input `to_seq` they no longer do.
+    pub from_seq: u64,
+    /// See `from_seq`.
+    pub to_seq: u64,
+    /// The failed check.
+    pub check: HashCheck,
+    /// The first fields in which the recorded state and the replayed one differ (empty when the
+    /// encodings differ but the values do not: the state's encoding is not deterministic).
+    pub fields: Vec<Change>,
+    /// Why no fields could be shown, or what the empty list means.
+    pub note: Option<String>,
+}
+
+/// The outcome of verification.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct Verification {
+    /// Every check made, in order.
+    pub checks: Vec<HashCheck>,
+    /// The first failed check, explained.
+    pub divergence: Option<Divergence>,
+}
+
+impl Verification {
+    /// True when every recorded hash was matched (vacuously true when there was none to check).
+    pub fn passed(&self) -> bool {
+        self.divergence.is_none()
+    }
+}
+
+/// The history of a machine rebuilt from a ring file: every retained input, the state after each,
+/// the trace events around them, and the verification of the replay.
+pub struct History<M: Machine> {
+    path: PathBuf,
+    summary: Summary,
+    lane_names: Vec<String>,
+    base_seq: u64,
+    base: M,
+    inputs: Vec<InputEvent<M::Input>>,
+    traces: Vec<TraceRecord>,
+    interval: usize,
+    /// `snapshots[k]` is the state after `(k + 1) * interval` inputs.
+    snapshots: Vec<M>,
+    panics: Vec<ReplayPanic>,
+    verification: Verification,
+    /// The last state reached, and how many inputs it has applied.
+    cursor: Option<(usize, M)>,
+}
+
+impl<M: Machine + Clone> History<M> {
+    /// Opens `path`, recovers it, and replays it with default options.
+    pub fn open(path: &Path) -> Result<History<M>, ReplayError> {
+        History::open_with(path, &ReplayOptions::default())
+    }
+
+    /// Opens `path`, recovers it, and replays it.
+    pub fn open_with(path: &Path, options: &ReplayOptions) -> Result<History<M>, ReplayError> {
+        let ring = Ring::open(path)?;
+        check_machine::<M>(&ring)?;
+        let recovered = Recovered::of(&ring);
+        History::replay(&ring, recovered, options)
+    }
+
+    /// Replays what was recovered from `ring`.
+    pub fn replay(
+        ring: &Ring,
+        recovered: Recovered,
+        options: &ReplayOptions,
+    ) -> Result<History<M>, ReplayError> {
+        check_machine::<M>(ring)?;
+        let path = ring.path().to_owned();
+        let summary = Summary::with(ring, &recovered);
+        let base_checkpoint = base_checkpoint(&path, &recovered)?;
+        let base_seq = base_checkpoint.header.input_seq;
+        let base = M::decode_state(&base_checkpoint.state).map_err(|error| {
+            ReplayError::BadCheckpoint {
+                path: path.clone(),
+                seq: base_seq,
+                machine: M::NAME,
+                error,
+            }
+        })?;
+        let clock = ring.header().clock;
+        let inputs = decode_inputs::<M>(&path, &recovered, base_seq, |t| clock.to_unix_ns(t))?;
+        let traces = decode_traces(&recovered, |t| clock.to_unix_ns(t));
+        let lane_names = recovered.lanes.iter().map(|l| l.name.clone()).collect();
+        let interval = snapshot_interval::<M>(inputs.len(), &base_checkpoint, options);
+        let mut history = History {
+            path,
+            summary,
+            lane_names,
+            base_seq,
+            base,
+            inputs,
+            traces,
+            interval,
+            snapshots: Vec::new(),
+            panics: Vec::new(),
+            verification: Verification::default(),
+            cursor: None,
+        };
+        history.replay_all(&recovered.checkpoints, base_checkpoint.state.len());
+        Ok(history)
+    }
+
+    /// Applies every input once: takes the snapshots, records panics, checks the hashes.
+    fn replay_all(&mut self, checkpoints: &[Checkpoint], state_len: usize) {
+        let checks: Vec<&Checkpoint> = checkpoints
+            .iter()
+            .filter(|c| c.header.input_seq > self.base_seq)
+            .filter(|c| c.header.input_seq <= self.base_seq + self.inputs.len() as u64)
+            .collect();
+        let mut encoded = vec![0u8; state_len.max(4096)];
+        let mut agreed_at = self.base_seq;
+        let mut machine = self.base.clone();
+        for index in 0..self.inputs.len() {
+            if let Some(panic) = apply_quietly(&mut machine, &self.inputs[index], index) {
+                self.panics.push(panic);
+            }
+            let applied = index + 1;
+            if applied % self.interval == 0 {
+                self.snapshots.push(machine.clone());
+            }
+            let seq = self.base_seq + applied as u64;
+            for checkpoint in checks.iter().filter(|c| c.header.input_seq == seq) {
+                let check = HashCheck {
+                    seq,
+                    recorded: checkpoint.header.state_hash,
+                    replayed: hash_state(&machine, &mut encoded),
+                };
+                if check.passed() {
+                    agreed_at = seq;
+                } else if self.verification.divergence.is_none() {
+                    let divergence = explain::<M>(agreed_at, check.clone(), checkpoint, &machine);
+                    self.verification.divergence = Some(divergence);
+                }
+                self.verification.checks.push(check);
+            }
+        }
+        self.cursor = Some((self.inputs.len(), machine));
+    }
+
+    /// The file replayed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the file holds: header, status, crash, lanes, checkpoints.
+    pub fn summary(&self) -> &Summary {
+        &self.summary
+    }
+
+    /// Number of retained inputs replayed.
+    pub fn len(&self) -> usize {
+        self.inputs.len()
+    }
+
+    /// Whether no input was retained after the base checkpoint.
+    pub fn is_empty(&self) -> bool {
+        self.inputs.is_empty()
+    }
+
+    /// Sequence number of the base checkpoint: the first input replayed has this number.
+    pub fn base_seq(&self) -> u64 {
+        self.base_seq
+    }
+
+    /// Inputs between snapshots: the most that reaching any position re-applies.
+    pub fn snapshot_interval(&self) -> usize {
+        self.interval
+    }
+
+    /// The input at `index` (0-based position in the history).
+    pub fn input(&self, index: usize) -> Option<&InputEvent<M::Input>> {
+        self.inputs.get(index)
+    }
+
+    /// Every retained input, in order.
+    pub fn inputs(&self) -> &[InputEvent<M::Input>] {
+        &self.inputs
+    }
+
+    /// Every decoded trace record, ordered by time.
+    pub fn traces(&self) -> &[TraceRecord] {
+        &self.traces
+    }
+
+    /// Names of the lanes, indexed by [`TraceRecord::lane`].
+    pub fn lane_names(&self) -> &[String] {
+        &self.lane_names
+    }
+
+    /// Inputs whose `apply` panicked during replay (the crash itself, typically).
+    pub fn panics(&self) -> &[ReplayPanic] {
+        &self.panics
+    }
+
+    /// The result of checking the recorded state hashes.
+    pub fn verification(&self) -> &Verification {
+        &self.verification
+    }
+
+    /// The state of the base checkpoint, before the first replayed input.
+    pub fn base_state(&self) -> &M {
+        &self.base
+    }
+
+    /// The state after the input at `index`; `None` past the end.
+    pub fn state_after(&mut self, index: usize) -> Option<&M> {
+        (index < self.inputs.len()).then(|| self.seek(index + 1))
+    }
+
+    /// The state after `applied` inputs (0: the base state).
+    fn seek(&mut self, applied: usize) -> &M {
+        let reusable = matches!(&self.cursor,
+            Some((at, _)) if *at <= applied && applied - *at <= self.interval);
+        if !reusable {
+            let k = applied / self.interval;
+            let start = match k.checked_sub(1).and_then(|i| self.snapshots.get(i)) {
+                Some(snapshot) => (k * self.interval, snapshot.clone()),
+                None => (0, self.base.clone()),
+            };
+            self.cursor = Some(start);
+        }
+        let (at, machine) = self.cursor.as_mut().expect("set above");
+        while *at < applied {
+            apply_quietly(machine, &self.inputs[*at], *at);
+            *at += 1;
+        }
+        machine
+    }
+
+    /// The input at `index` as a tree.
+    pub fn input_tree(&self, index: usize) -> Option<Value> {
+        self.inputs
+            .get(index)
+            .map(|event| tree::tree_of(&event.input))
+    }
+
+    /// The state after the input at `index` as a tree.
+    pub fn state_tree(&mut self, index: usize) -> Option<Value> {
+        self.state_after(index).map(tree::tree_of)
+    }
+
+    /// What the input at `index` changed, at most `limit` leaves.
+    pub fn diff(&mut self, index: usize, limit: usize) -> Option<Vec<Change>> {
+        if index >= self.inputs.len() {
+            return None;
+        }
+        let before = tree::tree_of(self.seek(index));
+        let after = tree::tree_of(self.seek(index + 1));
+        Some(tree::diff(&before, &after, limit))
+    }
+
+    /// The position of the last input at or before `index` that changed the value at `path`
+    /// (its value after the input differs from its value before), or `None` if no replayed
+    /// input did. Call it again with the result minus one for the change before that.
+    pub fn last_change(&mut self, path: &TreePath, index: usize) -> Option<usize> {
+        let index = index.min(self.inputs.len().checked_sub(1)?);
+        // Walk back one snapshot interval at a time, replaying each forwards once.
+        let mut end = index + 1; // applied count of the newest state to consider
+        loop {
+            let start = (end - 1) / self.interval * self.interval;
+            let mut values = Vec::with_capacity(end - start + 1);
+            values.push(crate::project::project(self.seek(start), &path.0));
+            for applied in start + 1..=end {
+                values.push(crate::project::project(self.seek(applied), &path.0));
+            }
+            if let Some(offset) = (1..values.len())
+                .rev()
+                .find(|&i| values[i] != values[i - 1])
+            {
+                return Some(start + offset - 1);
+            }
+            if start == 0 {
+                return None;
+            }
+            end = start;
+        }
+    }
+}
+
+/// Refuses a ring file of another machine or version.
+fn check_machine<M: Machine>(ring: &Ring) -> Result<(), ReplayError> {
+    let header = ring.header();
+    if header.machine_name != M::NAME || header.machine_version != M::VERSION {
+        return Err(ReplayError::WrongMachine {
+            path: ring.path().to_owned(),
+            found: header.machine_name.clone(),
+            found_version: header.machine_version,
+            expected: M::NAME,
+            expected_version: M::VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// The checkpoint replay starts from: the oldest from which every later retained input exists.
+fn base_checkpoint<'r>(
+    path: &Path,
+    recovered: &'r Recovered,
+) -> Result<&'r Checkpoint, ReplayError> {
+    let no_base = |why: String| ReplayError::NoBase {
+        path: path.to_owned(),
+        why,
+    };
+    if recovered.checkpoints.is_empty() {
+        let problems: Vec<String> = recovered
+            .checkpoint_problems
+            .iter()
+            .map(|(slot, problem)| format!("slot {slot}: {problem:?}"))
+            .collect();
+        return Err(no_base(format!(
+            "no usable checkpoint ({})",
+            problems.join("; ")
+        )));
+    }
+    let seq = replay_base(recovered.inputs(), &recovered.checkpoints).ok_or_else(|| {
+        let inputs = recovered.inputs();
+        no_base(format!(
+            "the checkpoints (at inputs {:?}) are not followed by an unbroken run of the retained \
+             inputs ({} of {} retained, gaps {:?})",
+            recovered
+                .checkpoints
+                .iter()
+                .map(|c| c.header.input_seq)
+                .collect::<Vec<_>>(),
+            inputs.retained(),
+            inputs.recorded,
+            inputs.gaps,
+        ))
+    })?;
+    Ok(recovered
+        .checkpoints
+        .iter()
+        .filter(|c| c.header.input_seq == seq)
+        .max_by_key(|c| c.header.generation)
+        .expect("replay_base names a recovered checkpoint"))
+}
+
+fn decode_inputs<M: Machine>(
+    path: &Path,
+    recovered: &Recovered,
+    base_seq: u64,
+    unix_ns: impl Fn(u64) -> u64,
+) -> Result<Vec<InputEvent<M::Input>>, ReplayError> {
+    let lane = recovered.inputs();
+    let first = lane.records.partition_point(|r| r.seq < base_seq);
+    lane.records[first..]
+        .iter()
+        .map(|record| {
+            let input =
+                M::decode_input(lane.payload(record)).map_err(|error| ReplayError::BadInput {
+                    path: path.to_owned(),
+                    seq: record.seq,
+                    error,
+                })?;
+            Ok(InputEvent {
+                seq: record.seq,
+                ticks: record.ticks,
+                unix_ns: unix_ns(record.ticks),
+                input,
+            })
+        })
+        .collect()
+}
+
+/// Every trace record of every trace lane, merged into one timeline by time.
+fn decode_traces(recovered: &Recovered, unix_ns: impl Fn(u64) -> u64) -> Vec<TraceRecord> {
+    let mut traces: Vec<TraceRecord> = recovered
+        .lanes
+        .iter()
+        .enumerate()
+        .filter(|(_, lane)| lane.kind == LaneKind::Trace)
+        .flat_map(|(index, lane)| {
+            let records = &lane.records;
+            records
+                .records
+                .iter()
+                .map(move |record| (index, records, record))
+        })
+        .map(|(lane, records, record)| {
+            let decoded = TraceEvent::decode(records.payload(record));
+            TraceRecord {
+                lane,
+                seq: record.seq,
+                ticks: record.ticks,
+                unix_ns: unix_ns(record.ticks),
+                damage: decoded.as_ref().err().cloned(),
+                event: decoded.ok(),
+            }
+        })
+        .collect();
+    traces.sort_by_key(|t| (t.ticks, t.lane, t.seq));
+    traces
+}
+
+/// Inputs between snapshots, so that snapshots fit the budget.
+fn snapshot_interval<M>(inputs: usize, base: &Checkpoint, options: &ReplayOptions) -> usize {
+    // The encoded size is a fair lower bound of a state's size in memory.
+    let state_bytes = base.state.len().max(std::mem::size_of::<M>()).max(1);
+    let affordable = (options.snapshot_budget / state_bytes).max(1);
+    inputs.div_ceil(affordable).max(MIN_INTERVAL)
+}
+
+fn hash_state<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> u64 {
+    loop {
+        match machine.encode_state(buffer) {
+            Ok(len) => return state_hash(&buffer[..len]),
+            Err(CodecError::TooLarge { .. }) if buffer.len() < 1 << 34 => {
+                let larger = buffer.len() * 2;
+                buffer.resize(larger, 0);
+            }
+            // A state this build cannot encode cannot match what was recorded.
+            Err(_) => return 0,
+        }
+    }
+}
+
+/// Explains a failed check: which fields of the recorded state differ from the replayed one.
+fn explain<M: Machine>(
+    agreed_at: u64,
+    check: HashCheck,
+    recorded: &Checkpoint,
+    replayed: &M,
+) -> Divergence {
+    let (fields, note) = match M::decode_state(&recorded.state) {
+        Ok(recorded_state) => {
+            let fields = tree::diff(
+                &tree::tree_of(&recorded_state),
+                &tree::tree_of(replayed),
+                20,
+            );
+            let note = fields.is_empty().then(|| {
+                "the recorded and replayed states have equal values but different encodings: \
+                 the state's encoding is not deterministic (a HashMap?)"
+                    .to_owned()
+            });
+            (fields, note)
+        }
+        Err(error) => (
+            Vec::new(),
+            Some(format!(
+                "the recorded state does not decode with this build: {error}"
+            )),
+        ),
+    };
+    Divergence {
+        from_seq: agreed_at,
+        to_seq: check.seq,
+        check,
+        fields,
+        note,
+    }
+}
+
+thread_local! {
+    /// Set while this thread replays: its panics are expected and reported, not printed.
+    static REPLAYING: Cell<bool> = const { Cell::new(false) };
+    static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Applies one input, catching a panic (the recorded crash, replayed) and keeping it quiet.
+fn apply_quietly<M: Machine>(
+    machine: &mut M,
+    event: &InputEvent<M::Input>,
+    index: usize,
+) -> Option<ReplayPanic> {
+    install_quiet_hook();
+    let tick = Tick {
+        seq: event.seq,
+        unix_ns: event.unix_ns,
+    };
+    REPLAYING.with(|r| r.set(true));
+    let outcome = panic::catch_unwind(AssertUnwindSafe(|| machine.apply(&event.input, tick)));
+    REPLAYING.with(|r| r.set(false));
+    let payload = outcome.err()?;
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a panic without a message)".into());
+    Some(ReplayPanic {
+        index,
+        seq: event.seq,
+        message,
+        location: PANIC_LOCATION.with(|l| l.borrow_mut().take()),
+    })
+}
+
+/// Wraps the panic hook once: panics on replaying threads are captured, others go on as before.
+fn install_quiet_hook() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if REPLAYING.with(Cell::get) {
+                let location = info.location().map(|l| l.to_string());
+                PANIC_LOCATION.with(|l| *l.borrow_mut() = location);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
