@@ -155,6 +155,8 @@ impl Summary {
         let checkpoint_problems = recovered
             .checkpoint_problems
             .iter()
+            // A slot never written yet is not a problem.
+            .filter(|(_, problem)| *problem != crate::recover::CheckpointProblem::Empty)
             .map(|(slot, problem)| format!("slot {slot}: {problem:?}"))
             .collect();
         let replay_from = replay_base(recovered.inputs(), checkpoints);

@@ -168,9 +168,11 @@ fn push(
     }
 }
 
-/// A short one-line rendering of a value: scalars as they are, containers by size.
+/// A short one-line rendering of a value, as a timeline shows an input: strings without quotes
+/// (unit enum variants), `Variant { field: 1 }` for variants with fields, containers by size.
 pub fn brief(value: &Value) -> String {
     match value {
+        Value::String(text) => text.clone(),
         Value::Array(items) => format!("[{} items]", items.len()),
         Value::Object(fields) if fields.len() == 1 => {
             // An enum variant with fields: `Transfer { from: 1, to: 2, amount: 3 }`.

@@ -9,6 +9,9 @@ use anyhow::Context as _;
 use flightrec_replayer::{signal_name, Ring, Summary};
 
 use crate::demo::service::{self, ServiceOptions};
+use crate::demo::Ledger;
+use flightrec_replayer::tree;
+use flightrec_replayer::History;
 
 use super::{default_demo_dir, Failure};
 
@@ -152,13 +155,18 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     };
     print!("{}", super::inspect::render(&Summary::of(&opened)));
     println!();
+    match super::replay::open_history::<Ledger>(ring) {
+        Ok(mut history) => print!("{}", story(&mut history)),
+        Err(failure) => println!("it cannot be replayed: {:#}", failure.error),
+    }
+    println!();
     if !args.no_tui {
         println!("(the terminal UI is not built yet; this is the --no-tui report)");
     }
-    println!(
-        "inspect it again with: flightrec inspect {}",
-        ring.display()
-    );
+    println!("look again with:");
+    println!("  flightrec inspect {}", ring.display());
+    println!("  flightrec replay {} --at N", ring.display());
+    println!("  flightrec verify {}", ring.display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -179,4 +187,92 @@ pub fn describe_exit(status: ExitStatus) -> String {
         (None, Some(signal)) => format!("was killed by {} (signal {signal})", signal_name(signal)),
         (None, None) => "ended in an unknown way".into(),
     }
+}
+
+/// Inputs shown before the crash.
+const LAST_INPUTS: usize = 5;
+
+/// The replayed story of the crash: the last inputs, the state they produced, and the input that
+/// first broke the ledger's invariant.
+fn story(history: &mut History<Ledger>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "the replayed story ({} inputs re-executed from the checkpoint at input {}; {}):",
+        history.len(),
+        history.base_seq(),
+        super::replay::verification_brief(history.verification())
+    );
+    if history.is_empty() {
+        let _ = writeln!(out, "  no input was recorded after that checkpoint");
+        return out;
+    }
+    let last = history.len() - 1;
+    let _ = writeln!(out, "  the last inputs before the end:");
+    for index in last.saturating_sub(LAST_INPUTS - 1)..=last {
+        let event = &history.inputs()[index];
+        let panic = history.panics().iter().find(|p| p.index == index);
+        let _ = writeln!(
+            out,
+            "    #{:<8} {}{}",
+            event.seq,
+            tree::brief(&tree::tree_of(&event.input)),
+            panic.map_or(String::new(), |_| "   ← panicked".into())
+        );
+    }
+    if let Some(state) = history.state_after(last) {
+        let _ = writeln!(
+            out,
+            "  the ledger then: {} accounts holding {} cents, {} deposited − {} withdrawn = {} expected",
+            state.accounts.len(),
+            state.held(),
+            state.deposited,
+            state.withdrawn,
+            state.expected()
+        );
+    }
+    match first_unbalanced(history) {
+        Some(index) => {
+            let seq = history.inputs()[index].seq;
+            let input = tree::brief(&tree::tree_of(&history.inputs()[index].input));
+            let _ = writeln!(
+                out,
+                "  the invariant (holdings = deposits − withdrawals) first broke at input #{seq}: {input}"
+            );
+            let changes = history.diff(index, 10).unwrap_or_default();
+            out.push_str(&super::replay::render_changes(&changes, 10, "    "));
+            let _ = writeln!(out, "  (flightrec replay --at {seq} shows it whole)");
+        }
+        None if !history.base_state().balanced() => {
+            let _ = writeln!(
+                out,
+                "  the invariant was already broken at the checkpoint at input {}",
+                history.base_seq()
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  the invariant holds throughout the replayed inputs");
+        }
+    }
+    out
+}
+
+/// The first input after which the ledger no longer balances. Money that goes missing is never
+/// found again, so unbalanced states form a suffix of the history: a binary search finds it.
+fn first_unbalanced(history: &mut History<Ledger>) -> Option<usize> {
+    if !history.base_state().balanced() {
+        return None;
+    }
+    let (mut low, mut high) = (0, history.len());
+    while low < high {
+        let mid = low + (high - low) / 2;
+        let balanced = history.state_after(mid).is_some_and(Ledger::balanced);
+        if balanced {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    (low < history.len()).then_some(low)
 }

@@ -1,14 +1,23 @@
-//! The `flightrec` command line. A service can call [`main`] from its own binary to ship the
-//! same commands.
+//! The `flightrec` command line. A service calls [`main_for`] with its own machine type from its
+//! own binary to ship the same commands for its ring files:
+//!
+//! ```no_run
+//! # type MyMachine = flightrec::demo::Ledger;
+//! fn main() -> std::process::ExitCode {
+//!     flightrec::cli::main_for::<MyMachine>()
+//! }
+//! ```
 
 mod demo;
 mod inspect;
+mod replay;
 mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
+use flightrec_schemas::Machine;
 
 /// Exit code for bad input: a file that is not a ring file, truncated, or of a future version.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -41,6 +50,16 @@ enum Command {
     /// Exits 0 on a readable file, 2 when the file is not a ring file, is truncated, or was
     /// written by a newer flightrec.
     Inspect(inspect::InspectArgs),
+    /// Replay a ring file: the state after an input, the input itself, and what it changed.
+    ///
+    /// Restores the base checkpoint and re-executes the recorded inputs through the machine.
+    /// Exits 2 when the file cannot be replayed (not a ring file, another machine, damaged).
+    Replay(replay::ReplayArgs),
+    /// Replay everything and check the state hashes recorded at checkpoints.
+    ///
+    /// Exits 0 when every recorded hash matches the replayed state, 1 when the replayed history
+    /// diverges from the recorded one (the report names the inputs where), 2 on bad input.
+    Verify(replay::VerifyArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {
         /// The shell.
@@ -74,16 +93,23 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// Parses the process arguments and runs the command.
+/// The standalone `flightrec` binary: replays the built-in demo machine.
 pub fn main() -> ExitCode {
-    run(Cli::parse())
+    main_for::<crate::demo::Ledger>()
+}
+
+/// Parses the process arguments and runs the command, replaying ring files of machine `M`.
+pub fn main_for<M: Machine + Clone>() -> ExitCode {
+    run::<M>(Cli::parse())
 }
 
 /// Runs a parsed command line and reports errors on one line of stderr.
-pub fn run(cli: Cli) -> ExitCode {
+pub fn run<M: Machine + Clone>(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Replay(args) => replay::run_replay::<M>(args),
+        Command::Verify(args) => replay::run_verify::<M>(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
