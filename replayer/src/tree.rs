@@ -110,8 +110,8 @@ pub struct Change {
     pub after: Option<Value>,
 }
 
-/// The differences between `before` and `after`, leaves first in tree order, at most `limit` of
-/// them (a state of millions of values may differ everywhere).
+/// The differences between `before` and `after`, at most `limit` of them (a state of millions of
+/// values may differ everywhere). Within an object, scalar fields come before nested ones.
 pub fn diff(before: &Value, after: &Value, limit: usize) -> Vec<Change> {
     let mut changes = Vec::new();
     diff_into(&mut Path::root(), before, after, limit, &mut changes);
@@ -124,7 +124,14 @@ fn diff_into(path: &mut Path, before: &Value, after: &Value, limit: usize, out: 
     }
     match (before, after) {
         (Value::Object(a), Value::Object(b)) => {
-            for (key, old) in a {
+            // Scalar fields first: `fees: 0 → 25` says more than the thousandth changed account.
+            let scalars_first = a
+                .iter()
+                .filter(|(key, old)| is_leaf(old) || b.get(*key).is_none_or(is_leaf));
+            let containers = a
+                .iter()
+                .filter(|(key, old)| !is_leaf(old) && b.get(*key).is_some_and(|new| !is_leaf(new)));
+            for (key, old) in scalars_first.chain(containers) {
                 path.0.push(Segment::Key(key.clone()));
                 match b.get(key) {
                     Some(new) => diff_into(path, old, new, limit, out),
@@ -150,6 +157,11 @@ fn diff_into(path: &mut Path, before: &Value, after: &Value, limit: usize, out: 
         }
         _ => push(out, limit, path, Some(before), Some(after)),
     }
+}
+
+/// Whether `value` is a scalar (not an object or an array).
+pub fn is_leaf(value: &Value) -> bool {
+    !matches!(value, Value::Object(_) | Value::Array(_))
 }
 
 fn push(
@@ -241,9 +253,9 @@ mod tests {
             rendered,
             vec![
                 "fees Some(Number(1)) Some(Number(2))",
+                "gone Some(Bool(true)) None",
                 "accounts[1].balance Some(Number(6)) Some(Number(9))",
                 "accounts[2] None Some(Object {\"balance\": Number(1)})",
-                "gone Some(Bool(true)) None",
                 "new None Some(Number(0))",
             ]
         );

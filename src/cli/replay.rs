@@ -219,7 +219,7 @@ fn render_value(out: &mut String, value: &Value, depth: usize) {
     match value {
         Value::Object(fields) => {
             for (key, field) in fields {
-                if is_leaf(field) {
+                if tree::is_leaf(field) {
                     let _ = writeln!(out, "{pad}{key}: {}", tree::compact(field));
                 } else {
                     let _ = writeln!(out, "{pad}{key}: {}", container_size(field));
@@ -249,10 +249,6 @@ fn render_value(out: &mut String, value: &Value, depth: usize) {
             let _ = writeln!(out, "{pad}{}", tree::compact(leaf));
         }
     }
-}
-
-fn is_leaf(value: &Value) -> bool {
-    !matches!(value, Value::Object(_) | Value::Array(_))
 }
 
 fn container_size(value: &Value) -> String {
