@@ -262,19 +262,25 @@ impl<M: Machine + Clone> History<M> {
             verification: Verification::default(),
             cursor: None,
         };
-        history.replay_all(&recovered.checkpoints, base_checkpoint.state.len());
+        history.replay_all(&recovered.checkpoints, base_checkpoint);
         Ok(history)
     }
 
     /// Applies every input once: takes the snapshots, records panics, checks the hashes.
-    fn replay_all(&mut self, checkpoints: &[Checkpoint], state_len: usize) {
+    fn replay_all(&mut self, checkpoints: &[Checkpoint], base: &Checkpoint) {
+        let last_seq = self.base_seq + self.inputs.len() as u64;
         let checks: Vec<&Checkpoint> = checkpoints
             .iter()
-            .filter(|c| c.header.input_seq > self.base_seq)
-            .filter(|c| c.header.input_seq <= self.base_seq + self.inputs.len() as u64)
+            .filter(|c| c.header.input_seq > self.base_seq && c.header.input_seq <= last_seq)
             .collect();
-        let mut encoded = vec![0u8; state_len.max(4096)];
-        let mut agreed_at = self.base_seq;
+        let mut verifier = Verifier {
+            encoded: vec![0u8; base.state.len().max(4096)],
+            agreed_at: self.base_seq,
+            verification: Verification::default(),
+        };
+        // The base state, decoded then encoded again by this build, must give the recorded hash:
+        // otherwise its encoding is not deterministic and no later check can be trusted.
+        verifier.check(base, &self.base);
         let mut machine = self.base.clone();
         for index in 0..self.inputs.len() {
             if let Some(panic) = apply_quietly(&mut machine, &self.inputs[index], index) {
@@ -286,20 +292,10 @@ impl<M: Machine + Clone> History<M> {
             }
             let seq = self.base_seq + applied as u64;
             for checkpoint in checks.iter().filter(|c| c.header.input_seq == seq) {
-                let check = HashCheck {
-                    seq,
-                    recorded: checkpoint.header.state_hash,
-                    replayed: hash_state(&machine, &mut encoded),
-                };
-                if check.passed() {
-                    agreed_at = seq;
-                } else if self.verification.divergence.is_none() {
-                    let divergence = explain::<M>(agreed_at, check.clone(), checkpoint, &machine);
-                    self.verification.divergence = Some(divergence);
-                }
-                self.verification.checks.push(check);
+                verifier.check(checkpoint, &machine);
             }
         }
+        self.verification = verifier.verification;
         self.cursor = Some((self.inputs.len(), machine));
     }
 
@@ -564,6 +560,31 @@ fn snapshot_interval<M>(inputs: usize, base: &Checkpoint, options: &ReplayOption
     let state_bytes = base.state.len().max(std::mem::size_of::<M>()).max(1);
     let affordable = (options.snapshot_budget / state_bytes).max(1);
     inputs.div_ceil(affordable).max(MIN_INTERVAL)
+}
+
+/// Compares replayed states with the checkpoints recorded at the same input.
+struct Verifier {
+    encoded: Vec<u8>,
+    /// The newest input sequence number at which the replay was known to agree.
+    agreed_at: u64,
+    verification: Verification,
+}
+
+impl Verifier {
+    fn check<M: Machine>(&mut self, checkpoint: &Checkpoint, machine: &M) {
+        let check = HashCheck {
+            seq: checkpoint.header.input_seq,
+            recorded: checkpoint.header.state_hash,
+            replayed: hash_state(machine, &mut self.encoded),
+        };
+        if check.passed() {
+            self.agreed_at = check.seq;
+        } else if self.verification.divergence.is_none() {
+            let divergence = explain(self.agreed_at, check.clone(), checkpoint, machine);
+            self.verification.divergence = Some(divergence);
+        }
+        self.verification.checks.push(check);
+    }
 }
 
 fn hash_state<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> u64 {

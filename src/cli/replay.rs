@@ -176,10 +176,15 @@ pub fn verification_brief(verification: &Verification) -> String {
     let checks = &verification.checks;
     let matched = checks.iter().filter(|c| c.passed()).count();
     match &verification.divergence {
-        None if checks.is_empty() => {
-            "no later checkpoint in the replayed window to verify against".into()
+        None if checks.len() <= 1 => {
+            "the base checkpoint re-encodes to its recorded hash; no later checkpoint to verify \
+             against"
+                .into()
         }
         None => format!("{matched} of {} recorded state hashes match", checks.len()),
+        Some(d) if d.from_seq == d.to_seq => {
+            format!("DIVERGED at the base checkpoint (input {})", d.to_seq)
+        }
         Some(d) => format!(
             "DIVERGED between inputs {} and {}",
             d.from_seq,
@@ -275,10 +280,8 @@ fn render_verification<M: Machine + Clone>(history: &History<M>) -> String {
         let verdict = if check.passed() { "match" } else { "MISMATCH" };
         let _ = writeln!(
             out,
-            "  state after input {}: recorded hash {:016x}, replayed {:016x}: {verdict}",
-            check.seq.saturating_sub(1),
-            check.recorded,
-            check.replayed
+            "  state before input {}: recorded hash {:016x}, replayed {:016x}: {verdict}",
+            check.seq, check.recorded, check.replayed
         );
     }
     for panic in history.panics() {
@@ -295,9 +298,8 @@ fn render_verification<M: Machine + Clone>(history: &History<M>) -> String {
         Some(divergence) => {
             let _ = writeln!(
                 out,
-                "DIVERGED: the replayed history departs from the recorded one between inputs {} and {}",
-                divergence.from_seq,
-                divergence.to_seq.saturating_sub(1)
+                "{}: the replayed history departs from the recorded one",
+                verification_brief(verification)
             );
             if let Some(note) = &divergence.note {
                 let _ = writeln!(out, "  {note}");
