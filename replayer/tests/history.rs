@@ -48,22 +48,20 @@ fn input(n: u64) -> Set {
     }
 }
 
-fn builder(dir: &tempfile::TempDir, name: &str) -> (Builder, PathBuf) {
-    let path = dir.path().join(format!("{name}.ring"));
-    let builder = Builder::new()
-        .path(&path)
+fn builder(dir: &tempfile::TempDir, name: &str) -> Builder {
+    Builder::new()
+        .path(dir.path().join(format!("{name}.ring")))
         .input_lane_bytes(256 << 10)
         .trace_lanes(2)
         .trace_lane_bytes(64 << 10)
         .state_capacity(64 << 10)
         .checkpoint_every_inputs(500)
         .crash_capture(false)
-        .counters(false);
-    (builder, path)
+        .counters(false)
 }
 
 fn recorded_registers(dir: &tempfile::TempDir, count: u64) -> PathBuf {
-    let (builder, path) = builder(dir, "registers");
+    let builder = builder(dir, "registers");
     let mut recorded = builder.build(Registers::default()).unwrap();
     let tracer = recorded.tracer();
     for n in 0..count {
@@ -182,7 +180,7 @@ fn the_snapshot_budget_bounds_how_many_snapshots_are_kept() {
 #[test]
 fn trace_events_of_every_lane_are_merged_in_time_order() {
     let dir = tempfile::tempdir().unwrap();
-    let (builder, _) = builder(&dir, "traced");
+    let builder = builder(&dir, "traced");
     let mut recorded = builder.build(Registers::default()).unwrap();
     let tracer = recorded.tracer();
     let worker = {
@@ -232,7 +230,7 @@ impl Machine for Scattered {
 #[test]
 fn a_state_whose_encoding_is_not_deterministic_is_reported_at_the_base() {
     let dir = tempfile::tempdir().unwrap();
-    let (builder, _) = builder(&dir, "scattered");
+    let builder = builder(&dir, "scattered");
     let mut recorded = builder.build(Scattered::default()).unwrap();
     for n in 0..700 {
         recorded.apply(&n);
