@@ -155,7 +155,7 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     };
     print!("{}", super::inspect::render(&Summary::of(&opened)));
     println!();
-    match super::replay::open_history::<Ledger>(ring) {
+    match super::replay::open_history::<Ledger>(ring, &Default::default()) {
         Ok(mut history) => print!("{}", story(&mut history)),
         Err(failure) => println!("it cannot be replayed: {:#}", failure.error),
     }

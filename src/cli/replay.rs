@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flightrec_replayer::tree::{self, Value};
-use flightrec_replayer::{History, ReplayError, Verification};
+use flightrec_replayer::{History, ReplayError, ReplayOptions, Verification};
 use flightrec_schemas::Machine;
 
 use super::time::utc;
@@ -25,6 +25,30 @@ pub struct ReplayArgs {
     /// Print JSON instead of text (the whole state, however large).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    memory: MemoryArgs,
+}
+
+/// How much memory replay may keep in snapshots.
+#[derive(Debug, clap::Args)]
+pub struct MemoryArgs {
+    /// Memory for in-memory snapshots of the state (e.g. 64MiB, 2GiB): more memory, faster
+    /// jumps to any input.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_memory)]
+    snapshot_memory: u64,
+}
+
+impl MemoryArgs {
+    fn options(&self) -> ReplayOptions {
+        ReplayOptions {
+            snapshot_budget: usize::try_from(self.snapshot_memory).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+fn parse_memory(text: &str) -> Result<u64, String> {
+    flightrec_recorder::parse_size(text)
+        .ok_or_else(|| format!("{text:?} is not a size; try 256MiB, 1GiB or a number of bytes"))
 }
 
 #[derive(Debug, clap::Args)]
@@ -34,15 +58,20 @@ pub struct VerifyArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    memory: MemoryArgs,
 }
 
 /// Opens and replays `file`, mapping every reason it cannot be replayed to exit code 2.
-pub fn open_history<M: Machine + Clone>(file: &Path) -> Result<History<M>, Failure> {
-    History::open(file).map_err(|error: ReplayError| Failure::bad_input(error))
+pub fn open_history<M: Machine + Clone>(
+    file: &Path,
+    options: &ReplayOptions,
+) -> Result<History<M>, Failure> {
+    History::open_with(file, options).map_err(|error: ReplayError| Failure::bad_input(error))
 }
 
 pub fn run_replay<M: Machine + Clone>(args: ReplayArgs) -> Result<ExitCode, Failure> {
-    let mut history = open_history::<M>(&args.file)?;
+    let mut history = open_history::<M>(&args.file, &args.memory.options())?;
     if history.is_empty() {
         return Err(Failure::bad_input(anyhow::anyhow!(
             "{}: no input was recorded after the checkpoint at input {}; nothing to replay",
@@ -70,7 +99,7 @@ pub fn run_replay<M: Machine + Clone>(args: ReplayArgs) -> Result<ExitCode, Fail
 }
 
 pub fn run_verify<M: Machine + Clone>(args: VerifyArgs) -> Result<ExitCode, Failure> {
-    let history = open_history::<M>(&args.file)?;
+    let history = open_history::<M>(&args.file, &args.memory.options())?;
     let verification = history.verification();
     if args.json {
         let report = serde_json::json!({
