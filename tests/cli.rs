@@ -249,10 +249,22 @@ fn the_demo_crashes_and_reports_what_the_ring_file_kept() {
     assert!(!out.contains("ledger service pid"), "{out}");
     assert!(out.contains("what survived in the ring file:"), "{out}");
     assert!(
-        out.contains(&format!(
-            "inspect it again with: flightrec inspect {}",
-            ring.display()
-        )),
+        out.contains(&format!("  flightrec inspect {}", ring.display())),
+        "{out}"
+    );
+    // The replayed story: the crash input replayed, verified, and the input that broke the books.
+    assert!(out.contains("2 of 2 recorded state hashes match"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&format!("#{SEED_42_CRASH_INPUT} "))
+                && l.contains("Audit")
+                && l.ends_with("← panicked")),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "the invariant (holdings = deposits − withdrawals) first broke at input #364225: Open"
+        ),
         "{out}"
     );
 
