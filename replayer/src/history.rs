@@ -247,7 +247,7 @@ impl<M: Machine + Clone> History<M> {
         let inputs = decode_inputs::<M>(&path, &recovered, base_seq, |t| clock.to_unix_ns(t))?;
         let traces = decode_traces(&recovered, |t| clock.to_unix_ns(t));
         let lane_names = recovered.lanes.iter().map(|l| l.name.clone()).collect();
-        let interval = snapshot_interval::<M>(inputs.len(), &base_checkpoint, options);
+        let interval = snapshot_interval::<M>(inputs.len(), base_checkpoint, options);
         let mut history = History {
             path,
             summary,
