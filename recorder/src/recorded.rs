@@ -203,7 +203,11 @@ impl<M: Machine> Recorded<M> {
                 .store(Status::Crashed.code(), Ordering::Release);
             return;
         }
-        self.checkpoint();
+        // A checkpoint at the same input already holds this state (the machine changes only
+        // through `apply`); another would evict the older slot and shrink the replay window.
+        if self.input.seq() != self.last_checkpoint_seq {
+            self.checkpoint();
+        }
         // Tracers may keep the mapping alive after this; a later crash of the process is not
         // this recording's death.
         crate::crash::unregister(file.base_ptr());

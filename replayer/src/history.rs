@@ -2,8 +2,8 @@
 //! and verified against the state hashes recorded at checkpoints.
 //!
 //! A [`History`] replays everything once when it is built (verifying as it goes and keeping
-//! snapshots every `interval` inputs), then reaches any position from the nearest snapshot:
-//! at most `interval` inputs are re-applied, forwards or backwards.
+//! encoded snapshots every `interval` inputs, within a memory budget), then reaches any position
+//! from the nearest snapshot: at most `interval` inputs are re-applied, forwards or backwards.
 
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
@@ -18,13 +18,12 @@ use flightrec_schemas::{CodecError, Machine, Tick};
 use crate::error::OpenError;
 use crate::recover::{Checkpoint, Recovered};
 use crate::ring::Ring;
+use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
 use crate::tree::{self, Change, Path as TreePath, Value};
 
 /// Memory that snapshots may use by default: 256 MiB.
 pub const DEFAULT_SNAPSHOT_BUDGET: usize = 256 << 20;
-/// Snapshots are never closer than this many inputs: cloning a state is dearer than applying one.
-const MIN_INTERVAL: usize = 64;
 
 /// Why a ring file could not be replayed.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +84,8 @@ pub enum ReplayError {
 /// Settings of a replay.
 #[derive(Clone, Debug)]
 pub struct ReplayOptions {
-    /// Bytes that in-memory snapshots may take (estimated from the encoded state's size).
+    /// Bytes of encoded state that in-memory snapshots may hold; when the state grows past it,
+    /// every other snapshot is dropped.
     pub snapshot_budget: usize,
 }
 
@@ -201,9 +201,7 @@ pub struct History<M: Machine> {
     base: M,
     inputs: Vec<InputEvent<M::Input>>,
     traces: Vec<TraceRecord>,
-    interval: usize,
-    /// `snapshots[k]` is the state after `(k + 1) * interval` inputs.
-    snapshots: Vec<M>,
+    snapshots: Snapshots,
     panics: Vec<ReplayPanic>,
     verification: Verification,
     /// The last state reached, and how many inputs it has applied.
@@ -247,7 +245,8 @@ impl<M: Machine + Clone> History<M> {
         let inputs = decode_inputs::<M>(&path, &recovered, base_seq, |t| clock.to_unix_ns(t))?;
         let traces = decode_traces(&recovered, |t| clock.to_unix_ns(t));
         let lane_names = recovered.lanes.iter().map(|l| l.name.clone()).collect();
-        let interval = snapshot_interval::<M>(inputs.len(), base_checkpoint, options);
+        let state_bytes = base_checkpoint.state.len().max(std::mem::size_of::<M>());
+        let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len());
         let mut history = History {
             path,
             summary,
@@ -256,8 +255,7 @@ impl<M: Machine + Clone> History<M> {
             base,
             inputs,
             traces,
-            interval,
-            snapshots: Vec::new(),
+            snapshots,
             panics: Vec::new(),
             verification: Verification::default(),
             cursor: None,
@@ -287,9 +285,8 @@ impl<M: Machine + Clone> History<M> {
                 self.panics.push(panic);
             }
             let applied = index + 1;
-            if applied % self.interval == 0 {
-                self.snapshots.push(machine.clone());
-            }
+            self.snapshots
+                .offer(applied, &machine, &mut verifier.encoded);
             let seq = self.base_seq + applied as u64;
             for checkpoint in checks.iter().filter(|c| c.header.input_seq == seq) {
                 verifier.check(checkpoint, &machine);
@@ -326,7 +323,12 @@ impl<M: Machine + Clone> History<M> {
 
     /// Inputs between snapshots: the most that reaching any position re-applies.
     pub fn snapshot_interval(&self) -> usize {
-        self.interval
+        self.snapshots.interval()
+    }
+
+    /// Bytes of memory the snapshots hold (within [`ReplayOptions::snapshot_budget`]).
+    pub fn snapshot_bytes(&self) -> usize {
+        self.snapshots.bytes()
     }
 
     /// The input at `index` (0-based position in the history).
@@ -371,14 +373,14 @@ impl<M: Machine + Clone> History<M> {
 
     /// The state after `applied` inputs (0: the base state).
     fn seek(&mut self, applied: usize) -> &M {
+        let interval = self.snapshots.interval();
         let reusable = matches!(&self.cursor,
-            Some((at, _)) if *at <= applied && applied - *at <= self.interval);
+            Some((at, _)) if *at <= applied && applied - *at <= interval);
         if !reusable {
-            let k = applied / self.interval;
-            let start = match k.checked_sub(1).and_then(|i| self.snapshots.get(i)) {
-                Some(snapshot) => (k * self.interval, snapshot.clone()),
-                None => (0, self.base.clone()),
-            };
+            let start = self
+                .snapshots
+                .restore(applied)
+                .unwrap_or_else(|| (0, self.base.clone()));
             self.cursor = Some(start);
         }
         let (at, machine) = self.cursor.as_mut().expect("set above");
@@ -419,7 +421,8 @@ impl<M: Machine + Clone> History<M> {
         // Walk back one snapshot interval at a time, replaying each forwards once.
         let mut end = index + 1; // applied count of the newest state to consider
         loop {
-            let start = (end - 1) / self.interval * self.interval;
+            let interval = self.snapshots.interval();
+            let start = (end - 1) / interval * interval;
             let mut values = Vec::with_capacity(end - start + 1);
             values.push(crate::project::project(self.seek(start), &path.0));
             for applied in start + 1..=end {
@@ -554,14 +557,6 @@ fn decode_traces(recovered: &Recovered, unix_ns: impl Fn(u64) -> u64) -> Vec<Tra
     traces
 }
 
-/// Inputs between snapshots, so that snapshots fit the budget.
-fn snapshot_interval<M>(inputs: usize, base: &Checkpoint, options: &ReplayOptions) -> usize {
-    // The encoded size is a fair lower bound of a state's size in memory.
-    let state_bytes = base.state.len().max(std::mem::size_of::<M>()).max(1);
-    let affordable = (options.snapshot_budget / state_bytes).max(1);
-    inputs.div_ceil(affordable).max(MIN_INTERVAL)
-}
-
 /// Compares replayed states with the checkpoints recorded at the same input.
 struct Verifier {
     encoded: Vec<u8>,
@@ -587,18 +582,9 @@ impl Verifier {
     }
 }
 
+/// The recorded-hash of `machine`'s state as this build encodes it (0 when it cannot).
 fn hash_state<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> u64 {
-    loop {
-        match machine.encode_state(buffer) {
-            Ok(len) => return state_hash(&buffer[..len]),
-            Err(CodecError::TooLarge { .. }) if buffer.len() < 1 << 34 => {
-                let larger = buffer.len() * 2;
-                buffer.resize(larger, 0);
-            }
-            // A state this build cannot encode cannot match what was recorded.
-            Err(_) => return 0,
-        }
-    }
+    encode(machine, buffer).map_or(0, |len| state_hash(&buffer[..len]))
 }
 
 /// Explains a failed check: which fields of the recorded state differ from the replayed one.

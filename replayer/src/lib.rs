@@ -15,6 +15,7 @@ mod map;
 mod project;
 mod recover;
 mod ring;
+mod snapshots;
 mod summary;
 pub mod tree;
 

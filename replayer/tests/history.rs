@@ -73,16 +73,21 @@ fn recorded_registers(dir: &tempfile::TempDir, count: u64) -> PathBuf {
     recorded.finish()
 }
 
-/// A small budget, so that snapshots are the minimum distance apart and many intervals exist.
-fn tight() -> ReplayOptions {
-    ReplayOptions { snapshot_budget: 1 }
+/// No memory for snapshots: every position is replayed from the base checkpoint.
+fn no_snapshots() -> ReplayOptions {
+    ReplayOptions { snapshot_budget: 0 }
 }
 
 #[test]
 fn every_state_is_the_same_reached_forwards_backwards_or_at_random() {
     let dir = tempfile::tempdir().unwrap();
     let ring = recorded_registers(&dir, 1_300);
-    let mut history = History::<Registers>::open_with(&ring, &tight()).unwrap();
+    let mut history = History::<Registers>::open(&ring).unwrap();
+    assert_eq!(
+        history.snapshot_interval(),
+        64,
+        "several snapshot intervals"
+    );
     assert!(history.verification().passed());
     assert_eq!(history.base_seq(), 1_000);
     assert_eq!(history.len(), 300);
@@ -121,6 +126,15 @@ fn every_state_is_the_same_reached_forwards_backwards_or_at_random() {
         );
     }
     assert_eq!(history.state_after(300), None);
+    let mut bare = History::<Registers>::open_with(&ring, &no_snapshots()).unwrap();
+    assert_eq!(bare.snapshot_bytes(), 0);
+    for index in [299, 0, 150] {
+        assert_eq!(
+            bare.state_after(index),
+            Some(&forwards[index]),
+            "no snapshots, {index}"
+        );
+    }
 }
 
 #[test]
@@ -142,7 +156,7 @@ fn a_diff_names_what_one_input_changed() {
 fn the_last_change_of_a_field_is_found_and_the_one_before_it() {
     let dir = tempfile::tempdir().unwrap();
     let ring = recorded_registers(&dir, 1_300);
-    let mut history = History::<Registers>::open_with(&ring, &tight()).unwrap();
+    let mut history = History::<Registers>::open(&ring).unwrap();
     let register_3 = Path::parse("values[3]").unwrap();
     // Register 3 is set by inputs 1003, 1008, ...: positions 3, 8, ...
     assert_eq!(history.last_change(&register_3, 299), Some(298));
@@ -165,16 +179,20 @@ fn the_snapshot_budget_bounds_how_many_snapshots_are_kept() {
         64,
         "the default budget affords the minimum"
     );
-    let tiny_state = 64; // bytes: the encoded registers are smaller, size_of is the floor
-    let options = ReplayOptions {
-        snapshot_budget: 2 * tiny_state,
-    };
-    let tight = History::<Registers>::open_with(&ring, &options).unwrap();
-    let snapshots = tight.len().div_ceil(tight.snapshot_interval());
+    let budget = 3 * roomy.snapshot_bytes() / roomy.len().div_ceil(64);
+    let tight = History::<Registers>::open_with(
+        &ring,
+        &ReplayOptions {
+            snapshot_budget: budget,
+        },
+    )
+    .unwrap();
     assert!(
-        snapshots <= 2 + 1,
-        "{snapshots} snapshots in a budget of two"
+        tight.snapshot_bytes() <= budget,
+        "{} > {budget}",
+        tight.snapshot_bytes()
     );
+    assert!(tight.snapshot_interval() > 64);
 }
 
 #[test]

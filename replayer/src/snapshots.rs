@@ -1,0 +1,137 @@
+//! In-memory snapshots of a replayed state, kept encoded so that their memory is known exactly and
+//! stays within a budget however the state grows.
+
+use flightrec_schemas::{CodecError, Machine};
+
+/// Snapshots are never closer than this many inputs: encoding a state is dearer than applying one.
+pub const MIN_INTERVAL: usize = 64;
+
+/// The state after every `interval`-th input, encoded by the machine.
+pub struct Snapshots {
+    budget: usize,
+    interval: usize,
+    /// `encoded[k]` is the state after `(k + 1) * interval` inputs.
+    encoded: Vec<Vec<u8>>,
+    bytes: usize,
+}
+
+impl Snapshots {
+    /// Room for `budget` bytes of encoded states, which are about `state_bytes` each, over a
+    /// history of `inputs` inputs.
+    pub fn new(budget: usize, state_bytes: usize, inputs: usize) -> Snapshots {
+        let affordable = (budget / state_bytes.max(1)).max(1);
+        Snapshots {
+            budget,
+            interval: inputs.div_ceil(affordable).max(MIN_INTERVAL),
+            encoded: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Inputs between snapshots: the most that reaching a position re-applies.
+    pub fn interval(&self) -> usize {
+        self.interval
+    }
+
+    /// Bytes the snapshots hold.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Keeps `machine`, the state after `applied` inputs, if a snapshot is due there. Applied
+    /// counts must arrive in increasing order.
+    pub fn offer<M: Machine>(&mut self, applied: usize, machine: &M, buffer: &mut Vec<u8>) {
+        if applied % self.interval != 0 || applied / self.interval != self.encoded.len() + 1 {
+            return;
+        }
+        let Some(len) = encode(machine, buffer) else {
+            return; // A state this build cannot encode is reached from an earlier snapshot.
+        };
+        self.encoded.push(buffer[..len].to_vec());
+        self.bytes += len;
+        while self.bytes > self.budget && !self.encoded.is_empty() {
+            self.thin();
+        }
+    }
+
+    /// Halves the snapshots, doubling the interval: keeps those at multiples of twice it.
+    fn thin(&mut self) {
+        let kept: Vec<Vec<u8>> = std::mem::take(&mut self.encoded)
+            .into_iter()
+            .skip(1)
+            .step_by(2)
+            .collect();
+        self.bytes = kept.iter().map(Vec::len).sum();
+        self.encoded = kept;
+        self.interval *= 2;
+    }
+
+    /// The nearest snapshot at or before `applied` inputs that decodes, with its applied count.
+    pub fn restore<M: Machine>(&self, applied: usize) -> Option<(usize, M)> {
+        let newest = (applied / self.interval).min(self.encoded.len());
+        (1..=newest).rev().find_map(|k| {
+            let state = M::decode_state(&self.encoded[k - 1]).ok()?;
+            Some((k * self.interval, state))
+        })
+    }
+}
+
+/// Encodes `machine` into `buffer`, growing it as needed; the length used, or `None` when the
+/// machine cannot encode its state.
+pub fn encode<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        match machine.encode_state(buffer) {
+            Ok(len) => return Some(len),
+            Err(CodecError::TooLarge { .. }) if buffer.len() < 1 << 34 => {
+                let larger = (buffer.len() * 2).max(4096);
+                buffer.resize(larger, 0);
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flightrec_schemas::Tick;
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Growing(Vec<u64>);
+
+    impl Machine for Growing {
+        const NAME: &'static str = "growing";
+        const VERSION: u32 = 1;
+        type Input = u64;
+        fn apply(&mut self, input: &u64, _tick: Tick) {
+            self.0.push(*input);
+        }
+    }
+
+    #[test]
+    fn snapshots_stay_within_the_budget_as_the_state_grows() {
+        let mut snapshots = Snapshots::new(10_000, 8, 100_000);
+        assert_eq!(snapshots.interval(), 80);
+        let mut machine = Growing(Vec::new());
+        let mut buffer = Vec::new();
+        for applied in 1..=100_000 {
+            if applied % 100 == 0 {
+                machine.0.push(applied as u64);
+            }
+            snapshots.offer(applied, &machine, &mut buffer);
+            assert!(snapshots.bytes() <= 10_000);
+        }
+        assert!(
+            snapshots.interval() > 80,
+            "thinned to {}",
+            snapshots.interval()
+        );
+        let (at, state) = snapshots.restore::<Growing>(99_999).expect("a snapshot");
+        assert!(at <= 99_999 && 99_999 - at < snapshots.interval());
+        assert_eq!(state.0.len(), at / 100);
+        assert!(snapshots
+            .restore::<Growing>(snapshots.interval() - 1)
+            .is_none());
+    }
+}
