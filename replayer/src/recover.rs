@@ -9,7 +9,7 @@ use std::ops::Range;
 use flightrec_schemas::checkpoint::{state_hash, CheckpointHeader, Counters, BODY_WORDS};
 use flightrec_schemas::header::{LaneInfo, LaneKind};
 use flightrec_schemas::layout::{
-    checkpoint as c, lane_control, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS,
+    checkpoint as c, lane_control, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS, SLOT_SIZE,
 };
 use flightrec_schemas::slot::{Corruption, SlotState, Slots, SLOT_WORDS};
 use flightrec_schemas::sync::Ordering;
@@ -138,13 +138,15 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
         .expect("lane bounds were validated at open");
     let slots = Slots::new(words).expect("slot count was validated as a power of two");
     let mut out = LaneRecords::default();
-    let mut payload = Vec::new();
+    // At most one record per slot, and no more payload than the slots hold: bounded by the file.
+    out.records.reserve(lane.slot_count as usize);
+    out.bytes
+        .reserve((lane.slot_count * (SLOT_SIZE - 8)) as usize);
     let mut continuations = Vec::new();
     for index in 0..lane.slot_count {
-        match slots.read(index, &mut payload) {
+        let start = out.bytes.len() as u64;
+        match slots.read_append(index, &mut out.bytes) {
             SlotState::Record(header) => {
-                let start = out.bytes.len() as u64;
-                out.bytes.extend_from_slice(&payload);
                 let meta = RecordMeta {
                     seq: header.seq,
                     pos: header.pos,
@@ -161,8 +163,10 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
             SlotState::Empty => {}
         }
     }
+    // Slot order is sequence order rotated at the oldest record: two ascending runs, which the
+    // stable sort detects and merges in linear time.
     out.records
-        .sort_unstable_by_key(|r| (r.seq, std::cmp::Reverse(r.pos)));
+        .sort_by_key(|r| (r.seq, std::cmp::Reverse(r.pos)));
     // Two valid records cannot share a sequence number unless the writer's numbering was reset
     // by a corrupted control block; keep the one at the newer position.
     out.records.dedup_by_key(|r| r.seq);

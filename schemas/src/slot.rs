@@ -402,6 +402,22 @@ impl<'a> Slots<'a> {
     /// `payload` (cleared first); nothing is allocated beyond the record's checked length.
     pub fn read(&self, index: u64, payload: &mut Vec<u8>) -> SlotState {
         payload.clear();
+        self.read_append(index, payload)
+    }
+
+    /// Like [`Slots::read`], but appends a record's payload to `out`, which is left as it was
+    /// for anything but a record. Recovery reads a whole lane into one buffer this way, without
+    /// a copy per record.
+    pub fn read_append(&self, index: u64, out: &mut Vec<u8>) -> SlotState {
+        let start = out.len();
+        let state = self.read_from(index, out, start);
+        if !matches!(state, SlotState::Record(_)) {
+            out.truncate(start);
+        }
+        state
+    }
+
+    fn read_from(&self, index: u64, payload: &mut Vec<u8>, start: usize) -> SlotState {
         let index = index & self.mask;
         let stamp = self.word(index, 0).load(Ordering::Acquire);
         if stamp == 0 {
@@ -428,12 +444,8 @@ impl<'a> Slots<'a> {
         }
         let slots = slots_for(len);
         payload.reserve(len as usize);
-        load_words(
-            |i| self.word(pos, 4 + i),
-            HEAD_PAYLOAD_WORDS,
-            len as usize,
-            payload,
-        );
+        let end = start + len as usize;
+        load_words(|i| self.word(pos, 4 + i), HEAD_PAYLOAD_WORDS, end, payload);
         for s in 1..slots {
             let at = pos + s;
             let want = (at + 1) | slot::CONTINUATION;
@@ -441,18 +453,13 @@ impl<'a> Slots<'a> {
                 let broken = Corruption::BrokenContinuation { at_pos: at };
                 return self.unless_overwritten(pos, stamp, broken);
             }
-            load_words(
-                |i| self.word(at, 1 + i),
-                SLOT_WORDS - 1,
-                len as usize,
-                payload,
-            );
+            load_words(|i| self.word(at, 1 + i), SLOT_WORDS - 1, end, payload);
         }
         fence(Ordering::Acquire);
         if self.word(pos, 0).load(Ordering::Relaxed) != stamp {
             return SlotState::Overwritten;
         }
-        if record_checksum(pos, seq, ticks, payload) != checksum {
+        if record_checksum(pos, seq, ticks, &payload[start..]) != checksum {
             return SlotState::Corrupt(Corruption::Checksum { seq });
         }
         SlotState::Record(RecordHeader {
