@@ -347,11 +347,11 @@ fn history_10m(c: &mut Criterion) {
     let mut group = c.benchmark_group("history_10M");
     group.bench_function("apply_interval", |b| {
         let base = history.base_state();
-        let inputs = &history.inputs()[..interval];
+        let inputs: Vec<_> = history.inputs().take(interval).collect();
         b.iter_batched_ref(
             || base.clone(),
             |machine| {
-                for event in inputs {
+                for event in &inputs {
                     let tick = Tick {
                         seq: event.seq,
                         unix_ns: event.unix_ns,

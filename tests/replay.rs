@@ -152,7 +152,7 @@ fn check_against_traffic(history: &mut History<Ledger>, seed: u64, probes: &[usi
     }
     assert_same_ledger(history.base_state(), &ledger, "base checkpoint");
     let mut expected = Vec::new();
-    for (index, (event, input)) in history.inputs().iter().zip(traffic.by_ref()).enumerate() {
+    for (index, (event, input)) in history.inputs().zip(traffic.by_ref()).enumerate() {
         let seq = base + index as u64;
         assert_eq!(event.seq, seq, "the input at position {index}");
         assert_eq!(event.input, input, "input {seq}");

@@ -566,7 +566,7 @@ fn check_history(history: &mut History<Tiny>) {
         *history.base_state() == pristine.states[base as usize],
         "the base state at {base} was never recorded"
     );
-    for (index, event) in history.inputs().iter().enumerate() {
+    for (index, event) in history.inputs().enumerate() {
         let seq = base + index as u64;
         assert_eq!(event.seq, seq, "the input at position {index}");
         let recorded = pristine.inputs.get(seq as usize);
@@ -625,7 +625,7 @@ fn check_position(history: &mut History<Tiny>, index: usize) {
         let path = TreePath(vec![Segment::Key(field.into())]);
         let expected = (0..=index)
             .rev()
-            .find(|&i| changes(&history.inputs()[i].input));
+            .find(|&i| changes(&history.input(i).expect("in range").input));
         assert_eq!(
             history.last_change(&path, index),
             expected,

@@ -11,12 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use flightrec_schemas::checkpoint::state_hash;
+use flightrec_schemas::clock::Clock;
 use flightrec_schemas::header::LaneKind;
 use flightrec_schemas::trace::TraceEvent;
 use flightrec_schemas::{CodecError, Machine, Tick};
 
 use crate::error::OpenError;
-use crate::recover::{Checkpoint, Recovered};
+use crate::recover::{Checkpoint, LaneRecords, Recovered};
 use crate::ring::Ring;
 use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
@@ -199,7 +200,7 @@ pub struct History<M: Machine> {
     lane_names: Vec<String>,
     base_seq: u64,
     base: M,
-    inputs: Vec<InputEvent<M::Input>>,
+    inputs: Inputs,
     traces: Vec<TraceRecord>,
     snapshots: Snapshots,
     panics: Vec<ReplayPanic>,
@@ -225,13 +226,13 @@ impl<M: Machine + Clone> History<M> {
     /// Replays what was recovered from `ring`.
     pub fn replay(
         ring: &Ring,
-        recovered: Recovered,
+        mut recovered: Recovered,
         options: &ReplayOptions,
     ) -> Result<History<M>, ReplayError> {
         check_machine::<M>(ring)?;
         let path = ring.path().to_owned();
         let summary = Summary::with(ring, &recovered);
-        let base_checkpoint = base_checkpoint(&path, &recovered)?;
+        let base_checkpoint = base_checkpoint(&path, &recovered)?.clone();
         let base_seq = base_checkpoint.header.input_seq;
         let base = M::decode_state(&base_checkpoint.state).map_err(|error| {
             ReplayError::BadCheckpoint {
@@ -242,11 +243,17 @@ impl<M: Machine + Clone> History<M> {
             }
         })?;
         let clock = ring.header().clock;
-        let inputs = decode_inputs::<M>(&path, &recovered, base_seq, |t| clock.to_unix_ns(t))?;
         let traces = decode_traces(&recovered, |t| clock.to_unix_ns(t));
         let lane_names = recovered.lanes.iter().map(|l| l.name.clone()).collect();
+        let inputs = Inputs::from_base(
+            std::mem::take(&mut recovered.lanes[0].records),
+            base_seq,
+            clock,
+        );
         let state_bytes = base_checkpoint.state.len().max(std::mem::size_of::<M>());
         let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len());
+        let mut checkpoints = recovered.checkpoints;
+        checkpoints.retain(|c| c.header.input_seq > base_seq);
         let mut history = History {
             path,
             summary,
@@ -260,17 +267,17 @@ impl<M: Machine + Clone> History<M> {
             verification: Verification::default(),
             cursor: None,
         };
-        history.replay_all(&recovered.checkpoints, base_checkpoint);
+        history.replay_all(&checkpoints, &base_checkpoint)?;
         Ok(history)
     }
 
-    /// Applies every input once: takes the snapshots, records panics, checks the hashes.
-    fn replay_all(&mut self, checkpoints: &[Checkpoint], base: &Checkpoint) {
-        let last_seq = self.base_seq + self.inputs.len() as u64;
-        let checks: Vec<&Checkpoint> = checkpoints
-            .iter()
-            .filter(|c| c.header.input_seq > self.base_seq && c.header.input_seq <= last_seq)
-            .collect();
+    /// Applies every input once: decodes it, takes the snapshots, records panics, checks the
+    /// hashes. Fails on the first input that does not decode.
+    fn replay_all(
+        &mut self,
+        checkpoints: &[Checkpoint],
+        base: &Checkpoint,
+    ) -> Result<(), ReplayError> {
         let mut verifier = Verifier {
             encoded: vec![0u8; base.state.len().max(4096)],
             agreed_at: self.base_seq,
@@ -280,20 +287,36 @@ impl<M: Machine + Clone> History<M> {
         // otherwise its encoding is not deterministic and no later check can be trusted.
         verifier.check(base, &self.base);
         let mut machine = self.base.clone();
-        for index in 0..self.inputs.len() {
-            if let Some(panic) = apply_quietly(&mut machine, &self.inputs[index], index) {
-                self.panics.push(panic);
+        let (inputs, snapshots, panics) = (&self.inputs, &mut self.snapshots, &mut self.panics);
+        let base_seq = self.base_seq;
+        let decode = |index| {
+            inputs
+                .decode::<M>(index)
+                .map_err(|error| ReplayError::BadInput {
+                    path: self.path.clone(),
+                    seq: base_seq + index as u64,
+                    error,
+                })
+        };
+        let after = |machine: &M, applied: usize| {
+            snapshots.offer(applied, machine, &mut verifier.encoded);
+            let seq = base_seq + applied as u64;
+            for checkpoint in checkpoints.iter().filter(|c| c.header.input_seq == seq) {
+                verifier.check(checkpoint, machine);
             }
-            let applied = index + 1;
-            self.snapshots
-                .offer(applied, &machine, &mut verifier.encoded);
-            let seq = self.base_seq + applied as u64;
-            for checkpoint in checks.iter().filter(|c| c.header.input_seq == seq) {
-                verifier.check(checkpoint, &machine);
-            }
-        }
+        };
+        let panicked = |index, message, location| {
+            panics.push(ReplayPanic {
+                index,
+                seq: base_seq + index as u64,
+                message,
+                location,
+            })
+        };
+        apply_range(&mut machine, 0..inputs.len(), decode, after, panicked)?;
         self.verification = verifier.verification;
         self.cursor = Some((self.inputs.len(), machine));
+        Ok(())
     }
 
     /// The file replayed.
@@ -331,14 +354,21 @@ impl<M: Machine + Clone> History<M> {
         self.snapshots.bytes()
     }
 
-    /// The input at `index` (0-based position in the history).
-    pub fn input(&self, index: usize) -> Option<&InputEvent<M::Input>> {
-        self.inputs.get(index)
+    /// The input at `index` (0-based position in the history), decoded.
+    pub fn input(&self, index: usize) -> Option<InputEvent<M::Input>> {
+        let (input, _) = self.inputs.decode::<M>(index).ok()?;
+        let (seq, ticks, unix_ns) = self.inputs.when(index);
+        Some(InputEvent {
+            seq,
+            ticks,
+            unix_ns,
+            input,
+        })
     }
 
-    /// Every retained input, in order.
-    pub fn inputs(&self) -> &[InputEvent<M::Input>] {
-        &self.inputs
+    /// Every input, decoded one by one, in order.
+    pub fn inputs(&self) -> impl Iterator<Item = InputEvent<M::Input>> + '_ {
+        (0..self.len()).map_while(|index| self.input(index))
     }
 
     /// Every decoded trace record, ordered by time.
@@ -384,18 +414,23 @@ impl<M: Machine + Clone> History<M> {
             self.cursor = Some(start);
         }
         let (at, machine) = self.cursor.as_mut().expect("set above");
-        while *at < applied {
-            apply_quietly(machine, &self.inputs[*at], *at);
-            *at += 1;
-        }
+        let inputs = &self.inputs;
+        // Every input decoded and applied once already: neither a decoding error nor a panic is
+        // news here (panics were reported by the first replay).
+        let _ = apply_range(
+            machine,
+            *at..applied,
+            |index| inputs.decode::<M>(index),
+            |_, _| {},
+            |_, _, _| {},
+        );
+        *at = applied;
         machine
     }
 
     /// The input at `index` as a tree.
     pub fn input_tree(&self, index: usize) -> Option<Value> {
-        self.inputs
-            .get(index)
-            .map(|event| tree::tree_of(&event.input))
+        self.input(index).map(|event| tree::tree_of(&event.input))
     }
 
     /// The state after the input at `index` as a tree.
@@ -500,31 +535,49 @@ fn base_checkpoint<'r>(
         .expect("replay_base names a recovered checkpoint"))
 }
 
-fn decode_inputs<M: Machine>(
-    path: &Path,
-    recovered: &Recovered,
-    base_seq: u64,
-    unix_ns: impl Fn(u64) -> u64,
-) -> Result<Vec<InputEvent<M::Input>>, ReplayError> {
-    let lane = recovered.inputs();
-    let first = lane.records.partition_point(|r| r.seq < base_seq);
-    lane.records[first..]
-        .iter()
-        .map(|record| {
-            let input =
-                M::decode_input(lane.payload(record)).map_err(|error| ReplayError::BadInput {
-                    path: path.to_owned(),
-                    seq: record.seq,
-                    error,
-                })?;
-            Ok(InputEvent {
-                seq: record.seq,
-                ticks: record.ticks,
-                unix_ns: unix_ns(record.ticks),
-                input,
-            })
-        })
-        .collect()
+/// The retained inputs from the base checkpoint on, kept as recorded and decoded when applied:
+/// a replay touches each input's bytes once, and memory stays what the file holds.
+struct Inputs {
+    lane: LaneRecords,
+    /// Index in `lane.records` of the input at the base checkpoint.
+    first: usize,
+    clock: Clock,
+}
+
+impl Inputs {
+    fn from_base(lane: LaneRecords, base_seq: u64, clock: Clock) -> Inputs {
+        let first = lane.records.partition_point(|r| r.seq < base_seq);
+        Inputs { lane, first, clock }
+    }
+
+    fn len(&self) -> usize {
+        self.lane.records.len() - self.first
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn decode<M: Machine>(&self, index: usize) -> Result<(M::Input, Tick), CodecError> {
+        let record = &self.lane.records[self.first + index];
+        let input = M::decode_input(self.lane.payload(record))?;
+        let tick = Tick {
+            seq: record.seq,
+            unix_ns: self.clock.to_unix_ns(record.ticks),
+        };
+        Ok((input, tick))
+    }
+
+    /// Sequence number, ticks and Unix time of the input at `index`.
+    fn when(&self, index: usize) -> (u64, u64, u64) {
+        let record = &self.lane.records[self.first + index];
+        (
+            record.seq,
+            record.ticks,
+            self.clock.to_unix_ns(record.ticks),
+        )
+    }
 }
 
 /// Every trace record of every trace lane, merged into one timeline by time.
@@ -630,32 +683,69 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Applies one input, catching a panic (the recorded crash, replayed) and keeping it quiet.
-fn apply_quietly<M: Machine>(
+/// Applies the inputs at positions `range` to `machine`, calling `after` with each new applied
+/// count. A panic in `apply` (the recorded crash, replayed) is caught, kept off stderr and
+/// reported to `panicked`; replay goes on with the next input. The panic guard spans a run of
+/// inputs, not each one, so that `apply` is inlined into the loop as in the machine's own.
+fn apply_range<M: Machine, E>(
     machine: &mut M,
-    event: &InputEvent<M::Input>,
-    index: usize,
-) -> Option<ReplayPanic> {
-    install_quiet_hook();
-    let tick = Tick {
-        seq: event.seq,
-        unix_ns: event.unix_ns,
-    };
-    REPLAYING.with(|r| r.set(true));
-    let outcome = panic::catch_unwind(AssertUnwindSafe(|| machine.apply(&event.input, tick)));
-    REPLAYING.with(|r| r.set(false));
-    let payload = outcome.err()?;
-    let message = payload
+    range: std::ops::Range<usize>,
+    mut decode: impl FnMut(usize) -> Result<(M::Input, Tick), E>,
+    mut after: impl FnMut(&M, usize),
+    mut panicked: impl FnMut(usize, String, Option<String>),
+) -> Result<(), E> {
+    let _quiet = QuietPanics::begin();
+    let mut next = range.start;
+    while next < range.end {
+        let current = Cell::new(next);
+        let run = panic::catch_unwind(AssertUnwindSafe(|| {
+            for index in next..range.end {
+                current.set(index);
+                let (input, tick) = decode(index)?;
+                machine.apply(&input, tick);
+                after(machine, index + 1);
+            }
+            Ok(())
+        }));
+        let payload = match run {
+            Ok(result) => return result,
+            Err(payload) => payload,
+        };
+        let index = current.get();
+        let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
+        panicked(index, panic_message(payload.as_ref()), location);
+        after(machine, index + 1);
+        next = index + 1;
+    }
+    Ok(())
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(a panic without a message)".into());
-    Some(ReplayPanic {
-        index,
-        seq: event.seq,
-        message,
-        location: PANIC_LOCATION.with(|l| l.borrow_mut().take()),
-    })
+        .unwrap_or_else(|| "(a panic without a message)".into())
+}
+
+/// While alive, panics on this thread are replayed ones: captured, not printed.
+struct QuietPanics {
+    was: bool,
+}
+
+impl QuietPanics {
+    fn begin() -> QuietPanics {
+        install_quiet_hook();
+        QuietPanics {
+            was: REPLAYING.with(|r| r.replace(true)),
+        }
+    }
+}
+
+impl Drop for QuietPanics {
+    fn drop(&mut self) {
+        REPLAYING.with(|r| r.set(self.was));
+    }
 }
 
 /// Wraps the panic hook once: panics on replaying threads are captured, others go on as before.

@@ -1,19 +1,26 @@
 //! In-memory snapshots of a replayed state, kept encoded so that their memory is known exactly and
 //! stays within a budget however the state grows.
 
+use std::time::Instant;
+
 use flightrec_schemas::{CodecError, Machine};
 
 /// Snapshots are never closer than this many inputs: encoding a state is dearer than applying one.
 pub const MIN_INTERVAL: usize = 64;
 
-/// The state after every `interval`-th input, encoded by the machine.
+/// States along the history, encoded by the machine, at most `interval` inputs apart.
 pub struct Snapshots {
     budget: usize,
     interval: usize,
-    /// `encoded[k]` is the state after `(k + 1) * interval` inputs.
-    encoded: Vec<Vec<u8>>,
+    /// (inputs applied, encoded state), in increasing order of inputs applied.
+    taken: Vec<(usize, Vec<u8>)>,
     bytes: usize,
+    /// When the replay passed the previous snapshot, to weigh encoding against applying.
+    last: Instant,
 }
+
+/// Encoding snapshots may take at most this fraction of the time spent applying inputs.
+const ENCODE_SHARE: u32 = 16;
 
 impl Snapshots {
     /// Room for `budget` bytes of encoded states, which are about `state_bytes` each, over a
@@ -23,12 +30,13 @@ impl Snapshots {
         Snapshots {
             budget,
             interval: inputs.div_ceil(affordable).max(MIN_INTERVAL),
-            encoded: Vec::new(),
+            taken: Vec::new(),
             bytes: 0,
+            last: Instant::now(),
         }
     }
 
-    /// Inputs between snapshots: the most that reaching a position re-applies.
+    /// The most inputs between two snapshots: the most that reaching a position re-applies.
     pub fn interval(&self) -> usize {
         self.interval
     }
@@ -40,39 +48,53 @@ impl Snapshots {
 
     /// Keeps `machine`, the state after `applied` inputs, if a snapshot is due there. Applied
     /// counts must arrive in increasing order.
+    #[inline]
     pub fn offer<M: Machine>(&mut self, applied: usize, machine: &M, buffer: &mut Vec<u8>) {
-        if applied % self.interval != 0 || applied / self.interval != self.encoded.len() + 1 {
+        let previous = self.taken.last().map_or(0, |(at, _)| *at);
+        if applied < previous + self.interval {
             return;
         }
+        self.take(applied, machine, buffer);
+    }
+
+    #[cold]
+    fn take<M: Machine>(&mut self, applied: usize, machine: &M, buffer: &mut Vec<u8>) {
+        let started = Instant::now();
+        let applying = started - self.last;
         let Some(len) = encode(machine, buffer) else {
             return; // A state this build cannot encode is reached from an earlier snapshot.
         };
-        self.encoded.push(buffer[..len].to_vec());
+        self.taken.push((applied, buffer[..len].to_vec()));
         self.bytes += len;
-        while self.bytes > self.budget && !self.encoded.is_empty() {
+        self.last = Instant::now();
+        // A state dear to encode next to its inputs is snapshotted less often.
+        if (self.last - started) * ENCODE_SHARE > applying {
+            self.interval *= 2;
+        }
+        while self.bytes > self.budget && !self.taken.is_empty() {
             self.thin();
         }
     }
 
-    /// Halves the snapshots, doubling the interval: keeps those at multiples of twice it.
+    /// Drops every other snapshot, doubling the distance between them.
     fn thin(&mut self) {
-        let kept: Vec<Vec<u8>> = std::mem::take(&mut self.encoded)
+        let kept: Vec<(usize, Vec<u8>)> = std::mem::take(&mut self.taken)
             .into_iter()
             .skip(1)
             .step_by(2)
             .collect();
-        self.bytes = kept.iter().map(Vec::len).sum();
-        self.encoded = kept;
+        self.bytes = kept.iter().map(|(_, state)| state.len()).sum();
+        self.taken = kept;
         self.interval *= 2;
     }
 
     /// The nearest snapshot at or before `applied` inputs that decodes, with its applied count.
     pub fn restore<M: Machine>(&self, applied: usize) -> Option<(usize, M)> {
-        let newest = (applied / self.interval).min(self.encoded.len());
-        (1..=newest).rev().find_map(|k| {
-            let state = M::decode_state(&self.encoded[k - 1]).ok()?;
-            Some((k * self.interval, state))
-        })
+        let newest = self.taken.partition_point(|(at, _)| *at <= applied);
+        self.taken[..newest]
+            .iter()
+            .rev()
+            .find_map(|(at, state)| Some((*at, M::decode_state(state).ok()?)))
     }
 }
 
@@ -128,10 +150,11 @@ mod tests {
             snapshots.interval()
         );
         let (at, state) = snapshots.restore::<Growing>(99_999).expect("a snapshot");
-        assert!(at <= 99_999 && 99_999 - at < snapshots.interval());
+        assert!(at <= 99_999 && 99_999 - at <= snapshots.interval());
         assert_eq!(state.0.len(), at / 100);
-        assert!(snapshots
-            .restore::<Growing>(snapshots.interval() - 1)
-            .is_none());
+        assert!(
+            snapshots.restore::<Growing>(79).is_none(),
+            "the first snapshot is at 80"
+        );
     }
 }

@@ -211,7 +211,9 @@ fn story(history: &mut History<Ledger>) -> String {
     let last = history.len() - 1;
     let _ = writeln!(out, "  the last inputs before the end:");
     for index in last.saturating_sub(LAST_INPUTS - 1)..=last {
-        let event = &history.inputs()[index];
+        let Some(event) = history.input(index) else {
+            continue;
+        };
         let panic = history.panics().iter().find(|p| p.index == index);
         let _ = writeln!(
             out,
@@ -234,8 +236,8 @@ fn story(history: &mut History<Ledger>) -> String {
     }
     match first_unbalanced(history) {
         Some(index) => {
-            let seq = history.inputs()[index].seq;
-            let input = tree::brief(&tree::tree_of(&history.inputs()[index].input));
+            let event = history.input(index).expect("a position of the history");
+            let (seq, input) = (event.seq, tree::brief(&tree::tree_of(&event.input)));
             let _ = writeln!(
                 out,
                 "  the invariant (holdings = deposits − withdrawals) first broke at input #{seq}: {input}"
