@@ -298,12 +298,27 @@ impl<M: Machine + Clone> History<M> {
                     error,
                 })
         };
+        // Checkpoints in input order, so that each input costs one comparison with the next.
+        let mut pending: Vec<&Checkpoint> = checkpoints.iter().collect();
+        pending.sort_by_key(|c| std::cmp::Reverse(c.header.input_seq));
+        let mut next_check = pending.last().map_or(u64::MAX, |c| c.header.input_seq);
         let after = |machine: &M, applied: usize| {
             snapshots.offer(applied, machine, &mut verifier.encoded);
             let seq = base_seq + applied as u64;
-            for checkpoint in checkpoints.iter().filter(|c| c.header.input_seq == seq) {
-                verifier.check(checkpoint, machine);
+            if seq < next_check {
+                return;
             }
+            while let Some(checkpoint) = pending
+                .last()
+                .copied()
+                .filter(|c| c.header.input_seq <= seq)
+            {
+                pending.pop();
+                if checkpoint.header.input_seq == seq {
+                    verifier.check(checkpoint, machine);
+                }
+            }
+            next_check = pending.last().map_or(u64::MAX, |c| c.header.input_seq);
         };
         let panicked = |index, message, location| {
             panics.push(ReplayPanic {

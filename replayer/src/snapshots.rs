@@ -17,6 +17,8 @@ pub struct Snapshots {
     bytes: usize,
     /// When the replay passed the previous snapshot, to weigh encoding against applying.
     last: Instant,
+    /// Inputs applied when the next snapshot is due.
+    next_due: usize,
 }
 
 /// Encoding snapshots may take at most this fraction of the time spent applying inputs.
@@ -27,12 +29,14 @@ impl Snapshots {
     /// history of `inputs` inputs.
     pub fn new(budget: usize, state_bytes: usize, inputs: usize) -> Snapshots {
         let affordable = (budget / state_bytes.max(1)).max(1);
+        let interval = inputs.div_ceil(affordable).max(MIN_INTERVAL);
         Snapshots {
             budget,
-            interval: inputs.div_ceil(affordable).max(MIN_INTERVAL),
+            interval,
             taken: Vec::new(),
             bytes: 0,
             last: Instant::now(),
+            next_due: interval,
         }
     }
 
@@ -50,11 +54,9 @@ impl Snapshots {
     /// counts must arrive in increasing order.
     #[inline]
     pub fn offer<M: Machine>(&mut self, applied: usize, machine: &M, buffer: &mut Vec<u8>) {
-        let previous = self.taken.last().map_or(0, |(at, _)| *at);
-        if applied < previous + self.interval {
-            return;
+        if applied >= self.next_due {
+            self.take(applied, machine, buffer);
         }
-        self.take(applied, machine, buffer);
     }
 
     #[cold]
@@ -62,7 +64,9 @@ impl Snapshots {
         let started = Instant::now();
         let applying = started - self.last;
         let Some(len) = encode(machine, buffer) else {
-            return; // A state this build cannot encode is reached from an earlier snapshot.
+            // A state this build cannot encode is reached from an earlier snapshot.
+            self.next_due = applied + self.interval;
+            return;
         };
         self.taken.push((applied, buffer[..len].to_vec()));
         self.bytes += len;
@@ -74,6 +78,7 @@ impl Snapshots {
         while self.bytes > self.budget && !self.taken.is_empty() {
             self.thin();
         }
+        self.next_due = self.taken.last().map_or(0, |(at, _)| *at) + self.interval;
     }
 
     /// Drops every other snapshot, doubling the distance between them.

@@ -490,11 +490,14 @@ fn load_words<'w>(
     out: &mut Vec<u8>,
 ) {
     let mut i = 0;
-    while out.len() < total && i < max_words {
-        let bytes = word(i).load(Ordering::Relaxed).to_le_bytes();
-        let take = (total - out.len()).min(8);
-        out.extend_from_slice(&bytes[..take]);
+    // Whole words first: a fixed eight-byte copy, not a call to memcpy.
+    while out.len() + 8 <= total && i < max_words {
+        out.extend_from_slice(&word(i).load(Ordering::Relaxed).to_le_bytes());
         i += 1;
+    }
+    if out.len() < total && i < max_words {
+        let bytes = word(i).load(Ordering::Relaxed).to_le_bytes();
+        out.extend_from_slice(&bytes[..total - out.len()]);
     }
 }
 
