@@ -9,7 +9,7 @@ use std::ops::Range;
 use flightrec_schemas::checkpoint::{state_hash, CheckpointHeader, Counters, BODY_WORDS};
 use flightrec_schemas::header::{LaneInfo, LaneKind};
 use flightrec_schemas::layout::{
-    checkpoint as c, lane_control, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS, SLOT_SIZE,
+    checkpoint as c, lane_control, slot, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS, SLOT_SIZE,
 };
 use flightrec_schemas::slot::{Corruption, SlotState, Slots, SLOT_WORDS};
 use flightrec_schemas::sync::Ordering;
@@ -144,7 +144,9 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out.bytes
         .reserve((lane.slot_count * (SLOT_SIZE - 8)) as usize);
     let mut continuations = Vec::new();
-    for index in 0..lane.slot_count {
+    // Reading from the oldest slot yields the records already in sequence order.
+    let oldest = oldest_slot(words, lane.slot_count);
+    for index in (oldest..lane.slot_count).chain(0..oldest) {
         let start = out.bytes.len() as u64;
         match slots.read_append(index, &mut out.bytes) {
             SlotState::Record(header) => {
@@ -168,6 +170,8 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     // Two valid records cannot share a sequence number unless the writer's numbering was reset
     // by a corrupted control block; keep the one at the newer position.
     out.records.dedup_by_key(|r| r.seq);
+    out.torn.sort_unstable();
+    continuations.sort_unstable();
     out.torn = torn_records(&out.torn, &continuations, lane.slot_count);
     out.gaps = gaps(&out.records);
     let next_seq = out.records.last().map_or(0, |r| r.seq.saturating_add(1));
@@ -182,14 +186,31 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out
 }
 
-/// Sorts records by sequence number, newest position first among equal numbers. In slot order
-/// an undamaged lane is sequence order rotated at its oldest record: rotating it back costs no
-/// allocation, which matters on a lane of millions of records. Anything else is sorted.
+/// The slot holding the oldest position of a lane that has wrapped, found by a binary search
+/// for the drop in slot positions (0 if it has not wrapped). Damaged stamps can mislead it;
+/// that costs only a sort afterwards ([`order_by_sequence`]).
+fn oldest_slot(words: &[std::sync::atomic::AtomicU64], slot_count: u64) -> u64 {
+    let position = |index: u64| {
+        let stamp = words[(index as usize) * SLOT_WORDS].load(std::sync::atomic::Ordering::Relaxed);
+        (stamp & !slot::CONTINUATION).wrapping_sub(1)
+    };
+    let first = position(0);
+    let (mut low, mut high) = (1, slot_count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if position(mid) >= first {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    low % slot_count
+}
+
+/// Sorts records by sequence number, newest position first among equal numbers, unless they
+/// already are (as an undamaged lane read from its oldest slot is).
 fn order_by_sequence(records: &mut [RecordMeta]) {
     let key = |r: &RecordMeta| (r.seq, std::cmp::Reverse(r.pos));
-    if let Some(wrap) = records.windows(2).position(|w| key(&w[0]) > key(&w[1])) {
-        records.rotate_left(wrap + 1);
-    }
     if !records.is_sorted_by_key(key) {
         records.sort_by_key(key);
     }
@@ -340,7 +361,34 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::{order_by_sequence, torn_records, RecordMeta};
+    use super::{oldest_slot, order_by_sequence, torn_records, RecordMeta};
+    use flightrec_schemas::layout::slot::CONTINUATION;
+    use flightrec_schemas::slot::SLOT_WORDS;
+    use std::sync::atomic::AtomicU64;
+
+    /// A lane of `stamps.len()` slots with these stamps.
+    fn lane(stamps: &[u64]) -> Vec<AtomicU64> {
+        let mut words: Vec<AtomicU64> = (0..stamps.len() * SLOT_WORDS)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        for (i, &stamp) in stamps.iter().enumerate() {
+            words[i * SLOT_WORDS] = AtomicU64::new(stamp);
+        }
+        words
+    }
+
+    #[test]
+    fn the_oldest_slot_is_where_positions_drop() {
+        // Positions 8..=13 in slots 0..=5, then 6 and 7 from the previous lap.
+        let wrapped = lane(&[9, 10 | CONTINUATION, 11, 12, 13, 14, 7, 8 | CONTINUATION]);
+        assert_eq!(oldest_slot(&wrapped, 8), 6);
+        let fresh = lane(&[1, 2, 3, 0, 0, 0, 0, 0]);
+        assert_eq!(oldest_slot(&fresh, 8), 0);
+        let full = lane(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(oldest_slot(&full, 8), 0);
+        let just_wrapped = lane(&[9, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(oldest_slot(&just_wrapped, 8), 1);
+    }
 
     #[test]
     fn records_are_put_in_sequence_order_whatever_their_slot_order() {

@@ -19,6 +19,10 @@ pub struct Snapshots {
     last: Instant,
     /// Inputs applied when the next snapshot is due.
     next_due: usize,
+    /// The spacing the memory budget asks for; the cost rule never goes below it.
+    floor: usize,
+    /// The most inputs between two consecutive snapshots (or the base and the first).
+    widest: usize,
 }
 
 /// Encoding snapshots may take at most this fraction of the time spent applying inputs.
@@ -37,12 +41,14 @@ impl Snapshots {
             bytes: 0,
             last: Instant::now(),
             next_due: interval,
+            floor: interval,
+            widest: interval,
         }
     }
 
     /// The most inputs between two snapshots: the most that reaching a position re-applies.
     pub fn interval(&self) -> usize {
-        self.interval
+        self.widest.max(self.interval)
     }
 
     /// Bytes the snapshots hold.
@@ -61,6 +67,7 @@ impl Snapshots {
 
     #[cold]
     fn take<M: Machine>(&mut self, applied: usize, machine: &M, buffer: &mut Vec<u8>) {
+        let previous = self.taken.last().map_or(0, |(at, _)| *at);
         let started = Instant::now();
         let applying = started - self.last;
         let Some(len) = encode(machine, buffer) else {
@@ -71,10 +78,15 @@ impl Snapshots {
         self.taken.push((applied, buffer[..len].to_vec()));
         self.bytes += len;
         self.last = Instant::now();
-        // A state dear to encode next to its inputs is snapshotted less often.
-        if (self.last - started) * ENCODE_SHARE > applying {
+        // Encoding should cost about a sixteenth of applying: space the snapshots out when it
+        // costs more, closer again (never below the budget's spacing) when far less.
+        let encoding = self.last - started;
+        if encoding * ENCODE_SHARE > applying {
             self.interval *= 2;
+        } else if encoding * ENCODE_SHARE * 4 < applying && self.interval / 2 >= self.floor {
+            self.interval /= 2;
         }
+        self.widest = self.widest.max(applied - previous);
         while self.bytes > self.budget && !self.taken.is_empty() {
             self.thin();
         }
@@ -89,8 +101,15 @@ impl Snapshots {
             .step_by(2)
             .collect();
         self.bytes = kept.iter().map(|(_, state)| state.len()).sum();
+        let starts = std::iter::once(0).chain(kept.iter().map(|(at, _)| *at));
+        self.widest = starts
+            .zip(kept.iter().map(|(at, _)| *at))
+            .map(|(from, to)| to - from)
+            .max()
+            .unwrap_or(self.widest);
         self.taken = kept;
         self.interval *= 2;
+        self.floor = self.floor.max(self.interval);
     }
 
     /// The nearest snapshot at or before `applied` inputs that decodes, with its applied count.
