@@ -25,8 +25,38 @@ pub struct RecordMeta {
     pub pos: u64,
     /// Clock ticks when recorded.
     pub ticks: u64,
-    start: u64,
-    len: u32,
+    /// Where its payload starts in the lane's buffer, shifted left by [`LEN_BITS`], above its
+    /// length: 32 bytes a record instead of 40 is 134 MB less to write for a 1 GiB lane.
+    span: u64,
+}
+
+/// Bits of [`RecordMeta::span`] for the payload's length (a record holds at most 64 KiB).
+const LEN_BITS: u32 = 24;
+
+impl RecordMeta {
+    fn new(seq: u64, pos: u64, ticks: u64, start: u64, len: u32) -> RecordMeta {
+        debug_assert!(len < 1 << LEN_BITS);
+        RecordMeta {
+            seq,
+            pos,
+            ticks,
+            span: start << LEN_BITS | len as u64,
+        }
+    }
+
+    fn start(&self) -> usize {
+        (self.span >> LEN_BITS) as usize
+    }
+
+    /// Bytes of its payload.
+    pub fn len(&self) -> usize {
+        (self.span & ((1 << LEN_BITS) - 1)) as usize
+    }
+
+    /// Whether its payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Everything recovered from one lane, in sequence order.
@@ -54,7 +84,7 @@ impl LaneRecords {
     /// The payload of a record.
     #[inline]
     pub fn payload(&self, record: &RecordMeta) -> &[u8] {
-        &self.bytes[record.start as usize..record.start as usize + record.len as usize]
+        &self.bytes[record.start()..record.start() + record.len()]
     }
 
     /// Records retained.
@@ -150,13 +180,7 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
         let start = out.bytes.len() as u64;
         match slots.read_append(index, &mut out.bytes) {
             SlotState::Record(header) => {
-                let meta = RecordMeta {
-                    seq: header.seq,
-                    pos: header.pos,
-                    ticks: header.ticks,
-                    start,
-                    len: header.len,
-                };
+                let meta = RecordMeta::new(header.seq, header.pos, header.ticks, start, header.len);
                 out.records.push(meta);
             }
             SlotState::Torn => out.torn.push(index),
@@ -392,13 +416,7 @@ mod tests {
 
     #[test]
     fn records_are_put_in_sequence_order_whatever_their_slot_order() {
-        let meta = |seq, pos| RecordMeta {
-            seq,
-            pos,
-            ticks: 0,
-            start: 0,
-            len: 0,
-        };
+        let meta = |seq, pos| RecordMeta::new(seq, pos, 0, 0, 0);
         let seqs = |records: &[RecordMeta]| records.iter().map(|r| r.seq).collect::<Vec<_>>();
         let mut wrapped = vec![meta(5, 5), meta(6, 6), meta(2, 2), meta(3, 3), meta(4, 4)];
         order_by_sequence(&mut wrapped);
