@@ -83,6 +83,51 @@ fn checksum(pos: u64, seq: u64, ticks: u64, len: usize, word: impl Fn(usize) -> 
     (folded ^ (folded >> 32)) as u32
 }
 
+/// The record checksum fed word by word, as a reader loads them: the same value as
+/// [`record_checksum`] without going over the payload's bytes a second time.
+struct StreamingChecksum {
+    acc: u64,
+    pending: Option<u64>,
+    pair: u64,
+}
+
+impl StreamingChecksum {
+    #[inline(always)]
+    fn new(pos: u64, seq: u64) -> StreamingChecksum {
+        StreamingChecksum {
+            acc: mum(pos ^ KEYS[0], seq ^ KEYS[1]),
+            pending: None,
+            pair: 0,
+        }
+    }
+
+    /// The next payload word, zero padded past the payload's end.
+    #[inline(always)]
+    fn push(&mut self, word: u64) {
+        match self.pending.take() {
+            None => self.pending = Some(word),
+            Some(first) => {
+                let i = self.pair as usize;
+                let mixed = mum(
+                    first ^ KEYS[(2 * i) % 8],
+                    word ^ KEYS[(2 * i + 1) % 8] ^ self.pair,
+                );
+                self.acc = self.acc.wrapping_add(mixed);
+                self.pair += 1;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn finish(mut self, len: usize, ticks: u64) -> u32 {
+        if self.pending.is_some() {
+            self.push(0);
+        }
+        let folded = mum(self.acc ^ KEYS[4], len as u64 ^ KEYS[5]) ^ ticks.rotate_left(29);
+        (folded ^ (folded >> 32)) as u32
+    }
+}
+
 /// A small record given as its words: the zero-copy path for fixed-size inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct InlineRecord {
@@ -445,7 +490,14 @@ impl<'a> Slots<'a> {
         let slots = slots_for(len);
         payload.reserve(len as usize);
         let end = start + len as usize;
-        load_words(|i| self.word(pos, 4 + i), HEAD_PAYLOAD_WORDS, end, payload);
+        let mut sum = StreamingChecksum::new(pos, seq);
+        load_words(
+            |i| self.word(pos, 4 + i),
+            HEAD_PAYLOAD_WORDS,
+            end,
+            payload,
+            &mut sum,
+        );
         for s in 1..slots {
             let at = pos + s;
             let want = (at + 1) | slot::CONTINUATION;
@@ -453,13 +505,19 @@ impl<'a> Slots<'a> {
                 let broken = Corruption::BrokenContinuation { at_pos: at };
                 return self.unless_overwritten(pos, stamp, broken);
             }
-            load_words(|i| self.word(at, 1 + i), SLOT_WORDS - 1, end, payload);
+            load_words(
+                |i| self.word(at, 1 + i),
+                SLOT_WORDS - 1,
+                end,
+                payload,
+                &mut sum,
+            );
         }
         fence(Ordering::Acquire);
         if self.word(pos, 0).load(Ordering::Relaxed) != stamp {
             return SlotState::Overwritten;
         }
-        if record_checksum(pos, seq, ticks, &payload[start..]) != checksum {
+        if sum.finish(len as usize, ticks) != checksum {
             return SlotState::Corrupt(Corruption::Checksum { seq });
         }
         SlotState::Record(RecordHeader {
@@ -481,23 +539,29 @@ impl<'a> Slots<'a> {
     }
 }
 
-/// Appends words to `out` until it holds `total` bytes or `max_words` words were read.
+/// Appends words to `out` until it holds `total` bytes or `max_words` words were read, feeding
+/// each to the checksum (the last one zero padded past `total`, as the checksum defines it).
 #[inline]
 fn load_words<'w>(
     word: impl Fn(usize) -> &'w AtomicU64,
     max_words: usize,
     total: usize,
     out: &mut Vec<u8>,
+    sum: &mut StreamingChecksum,
 ) {
     let mut i = 0;
     // Whole words first: a fixed eight-byte copy, not a call to memcpy.
     while out.len() + 8 <= total && i < max_words {
-        out.extend_from_slice(&word(i).load(Ordering::Relaxed).to_le_bytes());
+        let value = word(i).load(Ordering::Relaxed);
+        out.extend_from_slice(&value.to_le_bytes());
+        sum.push(value);
         i += 1;
     }
     if out.len() < total && i < max_words {
-        let bytes = word(i).load(Ordering::Relaxed).to_le_bytes();
-        out.extend_from_slice(&bytes[..total - out.len()]);
+        let take = total - out.len();
+        let value = word(i).load(Ordering::Relaxed) & (u64::MAX >> (64 - 8 * take));
+        out.extend_from_slice(&value.to_le_bytes()[..take]);
+        sum.push(value);
     }
 }
 
@@ -507,6 +571,25 @@ mod tests {
 
     fn lane(slots: usize) -> Vec<AtomicU64> {
         (0..slots * SLOT_WORDS).map(|_| AtomicU64::new(0)).collect()
+    }
+
+    #[test]
+    fn the_streaming_checksum_is_the_record_checksum() {
+        let bytes: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
+        for len in 0..bytes.len() {
+            let payload = &bytes[..len];
+            let mut sum = StreamingChecksum::new(9, 4);
+            for chunk in payload.chunks(8) {
+                let mut word = [0u8; 8];
+                word[..chunk.len()].copy_from_slice(chunk);
+                sum.push(u64::from_le_bytes(word));
+            }
+            assert_eq!(
+                sum.finish(len, 77),
+                record_checksum(9, 4, 77, payload),
+                "{len} bytes"
+            );
+        }
     }
 
     #[test]
