@@ -73,3 +73,24 @@ impl RingMap {
         Some(out)
     }
 }
+
+/// Asks the kernel to back the spare capacity of `buffer` with huge pages. Recovery fills
+/// buffers of up to the file's size; with 4 KiB pages a 1 GiB lane costs a quarter of a million
+/// page faults, a good part of the time it takes to read. Only a hint: it changes no contents.
+pub fn prefer_huge_pages<T>(buffer: &mut Vec<T>) {
+    const HUGE: usize = 2 << 20;
+    let spare = buffer.spare_capacity_mut();
+    let bytes = std::mem::size_of_val(spare);
+    if bytes < 2 * HUGE {
+        return;
+    }
+    let start = spare.as_mut_ptr() as usize;
+    let aligned = start.next_multiple_of(HUGE);
+    let len = (start + bytes - aligned) / HUGE * HUGE;
+    // SAFETY: `aligned..aligned + len` lies within the vector's own allocation (its spare
+    // capacity, rounded inwards to whole huge pages), and MADV_HUGEPAGE only changes how the
+    // kernel backs those pages, never their contents or validity. Failure is harmless.
+    unsafe {
+        libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+    }
+}

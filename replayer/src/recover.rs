@@ -173,6 +173,8 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out.records.reserve(lane.slot_count as usize);
     out.bytes
         .reserve((lane.slot_count * (SLOT_SIZE - 8)) as usize);
+    crate::map::prefer_huge_pages(&mut out.records);
+    crate::map::prefer_huge_pages(&mut out.bytes);
     let mut continuations = Vec::new();
     // Reading from the oldest slot yields the records already in sequence order.
     let oldest = oldest_slot(words, lane.slot_count);
