@@ -335,6 +335,7 @@ fn trace(tracer: &Tracer, thread: usize, seq: u64) {
         TraceKind::Event => tracer.event(level, &text),
         TraceKind::SpanEnter => tracer.span_enter(level, &text),
         TraceKind::SpanExit => tracer.span_exit(level, &text),
+        TraceKind::Thread => unreachable!("the recorder writes thread records itself"),
     }
 }
 
@@ -631,15 +632,24 @@ fn verify_trace_lanes(ring: &Ring) -> Vec<u64> {
             .expect("events decode")
             .tid;
         assert_ne!(tid, 0);
-        verify_lane(&name, &lane, info, |seq| {
-            expected_trace_payload(thread, tid, seq)
+        // Record 0 names the thread that claimed the lane; its events follow.
+        verify_lane(&name, &lane, info, |seq| match seq {
+            0 => thread_record_payload(&name, tid),
+            _ => expected_trace_payload(thread, tid, seq - 1),
         });
         for record in &lane.records {
             TraceEvent::decode(lane.payload(record)).expect("events decode");
         }
-        recorded[thread] = lane.recorded;
+        recorded[thread] = lane.recorded.saturating_sub(1);
     }
     recorded
+}
+
+/// The record a thread named `name` writes when it claims a lane.
+fn thread_record_payload(name: &str, tid: u32) -> Vec<u8> {
+    let mut payload = encode_header(TraceKind::Thread, Level::Info, 0, tid).to_vec();
+    payload.extend_from_slice(name.as_bytes());
+    payload
 }
 
 /// The record payload of event `seq` of tracer `thread`, whose kernel thread id is `tid`.

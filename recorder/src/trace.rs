@@ -214,7 +214,14 @@ fn claim(shared: &Arc<Shared>, tid: u32) -> Option<LaneWriter> {
             .name()
             .map_or_else(|| format!("thread-{tid}"), str::to_owned);
         store_name(&memory, &name);
-        return Some(LaneWriter::new(memory, pos, seq));
+        let mut writer = LaneWriter::new(memory, pos, seq);
+        // The lane's name is its latest owner's; this record keeps each owner's name beside
+        // its own events.
+        let header = encode_header(TraceKind::Thread, Level::Info, 0, tid);
+        let name = flightrec_schemas::header::truncate_utf8(&name, lane_control::NAME_CAP);
+        let ticks = clock::now(shared.clock.source);
+        let _ = writer.push_prefixed(ticks, u64::from_le_bytes(header), name.as_bytes());
+        return Some(writer);
     }
     None
 }

@@ -53,7 +53,11 @@ fn a_third_tracing_thread_is_dropped_and_counted_when_two_lanes_exist() {
     let summary = summary_of(recorded);
     assert_eq!(summary.losses.trace_dropped_no_lane, 1);
     let traced: u64 = summary.lanes[1..].iter().map(|l| l.retained).sum();
-    assert_eq!(traced, 2);
+    assert_eq!(
+        traced,
+        2 * 2,
+        "two events, each after its thread's name record"
+    );
 }
 
 #[test]
@@ -75,7 +79,8 @@ fn a_lane_given_back_by_an_exited_thread_continues_its_numbering() {
     let ring = Ring::open(&path).unwrap();
     let lane = recover_lane(&ring, &ring.header().lanes[1]);
     let seqs: Vec<u64> = lane.records.iter().map(|r| r.seq).collect();
-    assert_eq!(seqs, (0..15).collect::<Vec<_>>());
+    // Each round: the thread's name record, then its five events.
+    assert_eq!(seqs, (0..18).collect::<Vec<_>>());
     assert_eq!(Summary::of(&ring).losses.trace_dropped_no_lane, 0);
 }
 

@@ -6,6 +6,7 @@
 //! from the nearest snapshot: at most `interval` inputs are re-applied, forwards or backwards.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::Once;
@@ -13,11 +14,11 @@ use std::sync::Once;
 use flightrec_schemas::checkpoint::state_hash;
 use flightrec_schemas::clock::Clock;
 use flightrec_schemas::header::LaneKind;
-use flightrec_schemas::trace::TraceEvent;
+use flightrec_schemas::trace::{TraceEvent, TraceKind};
 use flightrec_schemas::{CodecError, Machine, Tick};
 
 use crate::error::OpenError;
-use crate::recover::{Checkpoint, LaneRecords, Recovered};
+use crate::recover::{Checkpoint, LaneRecords, Recovered, RecoveredLane};
 use crate::ring::Ring;
 use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
@@ -116,6 +117,9 @@ pub struct InputEvent<I> {
 pub struct TraceRecord {
     /// Index of its lane in [`History::lane_names`].
     pub lane: usize,
+    /// Name of the thread that wrote it (the lane's owner at the time; the lane's name when
+    /// its owner's name record was overwritten).
+    pub thread: String,
     /// Sequence number in its lane.
     pub seq: u64,
     /// Clock ticks when it was recorded.
@@ -597,32 +601,50 @@ impl Inputs {
 
 /// Every trace record of every trace lane, merged into one timeline by time.
 fn decode_traces(recovered: &Recovered, unix_ns: impl Fn(u64) -> u64) -> Vec<TraceRecord> {
-    let mut traces: Vec<TraceRecord> = recovered
-        .lanes
-        .iter()
-        .enumerate()
-        .filter(|(_, lane)| lane.kind == LaneKind::Trace)
-        .flat_map(|(index, lane)| {
-            let records = &lane.records;
-            records
-                .records
-                .iter()
-                .map(move |record| (index, records, record))
-        })
-        .map(|(lane, records, record)| {
-            let decoded = TraceEvent::decode(records.payload(record));
-            TraceRecord {
-                lane,
-                seq: record.seq,
-                ticks: record.ticks,
-                unix_ns: unix_ns(record.ticks),
-                damage: decoded.as_ref().err().cloned(),
-                event: decoded.ok(),
-            }
-        })
-        .collect();
+    let mut traces = Vec::new();
+    for (index, lane) in recovered.lanes.iter().enumerate() {
+        if lane.kind == LaneKind::Trace {
+            decode_lane(index, lane, &unix_ns, &mut traces);
+        }
+    }
     traces.sort_by_key(|t| (t.ticks, t.lane, t.seq));
     traces
+}
+
+/// One trace lane's records, in sequence order, each named after the thread that wrote it: a
+/// thread's name record precedes its events in its lane (it may carry a later time than the
+/// first event, whose clock was read before the lane was claimed).
+fn decode_lane(
+    index: usize,
+    lane: &RecoveredLane,
+    unix_ns: &impl Fn(u64) -> u64,
+    out: &mut Vec<TraceRecord>,
+) {
+    let mut owners: HashMap<u32, String> = HashMap::new();
+    for record in &lane.records.records {
+        let decoded = TraceEvent::decode(lane.records.payload(record));
+        if let Ok(event) = &decoded {
+            if event.kind == TraceKind::Thread {
+                owners.insert(event.tid, event.message.clone());
+                continue;
+            }
+        }
+        let thread = decoded
+            .as_ref()
+            .ok()
+            .and_then(|event| owners.get(&event.tid))
+            .unwrap_or(&lane.name)
+            .clone();
+        out.push(TraceRecord {
+            lane: index,
+            thread,
+            seq: record.seq,
+            ticks: record.ticks,
+            unix_ns: unix_ns(record.ticks),
+            damage: decoded.as_ref().err().cloned(),
+            event: decoded.ok(),
+        });
+    }
 }
 
 /// Compares replayed states with the checkpoints recorded at the same input.

@@ -63,6 +63,9 @@ pub enum TraceKind {
     SpanEnter = 2,
     /// A span was exited.
     SpanExit = 3,
+    /// A thread took this lane: the message is its name. Written when a thread claims a lane,
+    /// so that events keep the name of the thread that wrote them after the lane changes hands.
+    Thread = 4,
 }
 
 impl TraceKind {
@@ -72,6 +75,7 @@ impl TraceKind {
             1 => Some(TraceKind::Event),
             2 => Some(TraceKind::SpanEnter),
             3 => Some(TraceKind::SpanExit),
+            4 => Some(TraceKind::Thread),
             _ => None,
         }
     }
