@@ -197,3 +197,64 @@ fn a_machine_this_binary_does_not_know_gets_a_message_saying_how_to_replay_it() 
         assert!(stderr.contains("flightrec::cli"), "{stderr}");
     }
 }
+
+#[test]
+fn a_recording_without_inputs_after_its_checkpoint_shows_that_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = record(dir.path(), "ledger", Ledger::default(), 0);
+    let output = flightrec(&["replay"], &ring);
+    let stdout = text(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&output.stderr)
+    );
+    assert!(
+        stdout.contains("no input was recorded after the checkpoint at input 0"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("accounts: ["), "{stdout}");
+}
+
+#[test]
+fn verify_says_which_inputs_no_recorded_hash_covers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = record(dir.path(), "ledger", Ledger::default(), 1_500);
+    let (builder, live) = small(dir.path(), "unfinished");
+    let mut recorded = builder.build(Ledger::default()).unwrap();
+    for input in Traffic::new(7).take(1_500) {
+        recorded.apply(&input);
+    }
+    // Forgotten, as a killed process would be: no final checkpoint.
+    std::mem::forget(recorded);
+    let output = flightrec(&["verify"], &live);
+    let stdout = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("inputs 1000..=1499 (500 inputs) come after the last checkpoint"),
+        "{stdout}"
+    );
+    let finished = text(&flightrec(&["verify"], &ring).stdout);
+    assert!(
+        !finished.contains("come after the last checkpoint"),
+        "{finished}"
+    );
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = record(dir.path(), "ledger", Ledger::default(), 1_500);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flightrec"))
+        .args(["replay", "--json"])
+        .arg(&ring)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before the first byte
+    let output = child.wait_with_output().unwrap();
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

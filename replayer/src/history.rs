@@ -14,6 +14,7 @@ use std::sync::Once;
 use flightrec_schemas::checkpoint::state_hash;
 use flightrec_schemas::clock::Clock;
 use flightrec_schemas::header::LaneKind;
+use flightrec_schemas::layout::CHECKPOINT_HEADER_SIZE;
 use flightrec_schemas::trace::{TraceEvent, TraceKind};
 use flightrec_schemas::{CodecError, Machine, Tick};
 
@@ -24,6 +25,8 @@ use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
 use crate::tree::{self, Change, Path as TreePath, Value};
 
+/// Replay panics kept with their messages; more are only counted.
+pub const MAX_PANICS_KEPT: usize = 1000;
 /// Memory that snapshots may use by default: 256 MiB.
 pub const DEFAULT_SNAPSHOT_BUDGET: usize = 256 << 20;
 
@@ -150,16 +153,30 @@ pub struct ReplayPanic {
 pub struct HashCheck {
     /// Inputs applied before the checkpoint (the state after input `seq - 1`).
     pub seq: u64,
-    /// Hash recorded at the checkpoint.
+    /// Hash recorded at the checkpoint (hex in JSON: 64-bit numbers lose precision there).
+    #[serde(serialize_with = "hex")]
     pub recorded: u64,
-    /// Hash of the replayed state, encoded by this build.
-    pub replayed: u64,
+    /// Hash of the replayed state, encoded by this build; `None` when this build cannot encode
+    /// it (its `encode_state` fails, or needs more than the recording's state capacity).
+    #[serde(serialize_with = "hex_or_null")]
+    pub replayed: Option<u64>,
 }
 
 impl HashCheck {
     /// Whether they match.
     pub fn passed(&self) -> bool {
-        self.recorded == self.replayed
+        self.replayed == Some(self.recorded)
+    }
+}
+
+fn hex<S: serde::Serializer>(hash: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(&format_args!("{hash:016x}"))
+}
+
+fn hex_or_null<S: serde::Serializer>(hash: &Option<u64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match hash {
+        Some(hash) => hex(hash, serializer),
+        None => serializer.serialize_none(),
     }
 }
 
@@ -208,6 +225,8 @@ pub struct History<M: Machine> {
     traces: Vec<TraceRecord>,
     snapshots: Snapshots,
     panics: Vec<ReplayPanic>,
+    /// Panics in all, of which the first [`MAX_PANICS_KEPT`] are kept.
+    panic_count: usize,
     verification: Verification,
     /// The last state reached, and how many inputs it has applied.
     cursor: Option<(usize, M)>,
@@ -255,7 +274,12 @@ impl<M: Machine + Clone> History<M> {
             clock,
         );
         let state_bytes = base_checkpoint.state.len().max(std::mem::size_of::<M>());
-        let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len());
+        // No state of this recording was larger than its checkpoint slots.
+        let capacity = ring.header().checkpoint_slot_size - CHECKPOINT_HEADER_SIZE;
+        let limit = usize::try_from(capacity)
+            .unwrap_or(usize::MAX)
+            .max(base_checkpoint.state.len());
+        let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len(), limit);
         let mut checkpoints = recovered.checkpoints;
         checkpoints.retain(|c| c.header.input_seq > base_seq);
         let mut history = History {
@@ -268,6 +292,7 @@ impl<M: Machine + Clone> History<M> {
             traces,
             snapshots,
             panics: Vec::new(),
+            panic_count: 0,
             verification: Verification::default(),
             cursor: None,
         };
@@ -284,6 +309,7 @@ impl<M: Machine + Clone> History<M> {
     ) -> Result<(), ReplayError> {
         let mut verifier = Verifier {
             encoded: vec![0u8; base.state.len().max(4096)],
+            limit: self.snapshots.limit(),
             agreed_at: self.base_seq,
             verification: Verification::default(),
         };
@@ -291,7 +317,8 @@ impl<M: Machine + Clone> History<M> {
         // otherwise its encoding is not deterministic and no later check can be trusted.
         verifier.check(base, &self.base);
         let mut machine = self.base.clone();
-        let (inputs, snapshots, panics) = (&self.inputs, &mut self.snapshots, &mut self.panics);
+        let (inputs, snapshots) = (&self.inputs, &mut self.snapshots);
+        let (panics, panic_count) = (&mut self.panics, &mut self.panic_count);
         let base_seq = self.base_seq;
         let decode = |index| {
             inputs
@@ -325,6 +352,10 @@ impl<M: Machine + Clone> History<M> {
             next_check = pending.last().map_or(u64::MAX, |c| c.header.input_seq);
         };
         let panicked = |index, message, location| {
+            *panic_count += 1;
+            if panics.len() >= MAX_PANICS_KEPT {
+                return;
+            }
             panics.push(ReplayPanic {
                 index,
                 seq: base_seq + index as u64,
@@ -375,6 +406,9 @@ impl<M: Machine + Clone> History<M> {
 
     /// The input at `index` (0-based position in the history), decoded.
     pub fn input(&self, index: usize) -> Option<InputEvent<M::Input>> {
+        if index >= self.len() {
+            return None;
+        }
         let (input, _) = self.inputs.decode::<M>(index).ok()?;
         let (seq, ticks, unix_ns) = self.inputs.when(index);
         Some(InputEvent {
@@ -400,9 +434,15 @@ impl<M: Machine + Clone> History<M> {
         &self.lane_names
     }
 
-    /// Inputs whose `apply` panicked during replay (the crash itself, typically).
+    /// Inputs whose `apply` panicked during replay (the crash itself, typically); the first
+    /// [`MAX_PANICS_KEPT`] of them.
     pub fn panics(&self) -> &[ReplayPanic] {
         &self.panics
+    }
+
+    /// How many inputs panicked during replay in all.
+    pub fn panic_count(&self) -> usize {
+        self.panic_count
     }
 
     /// The result of checking the recorded state hashes.
@@ -423,8 +463,10 @@ impl<M: Machine + Clone> History<M> {
     /// The state after `applied` inputs (0: the base state).
     fn seek(&mut self, applied: usize) -> &M {
         let interval = self.snapshots.interval();
+        // Going on from the cursor beats restoring only if no snapshot lies between them.
+        let nearest = self.snapshots.nearest(applied);
         let reusable = matches!(&self.cursor,
-            Some((at, _)) if *at <= applied && applied - *at <= interval);
+            Some((at, _)) if *at <= applied && *at >= nearest && applied - *at <= interval);
         if !reusable {
             let start = self
                 .snapshots
@@ -650,6 +692,8 @@ fn decode_lane(
 /// Compares replayed states with the checkpoints recorded at the same input.
 struct Verifier {
     encoded: Vec<u8>,
+    /// The most bytes a state may take: the recording's state capacity.
+    limit: usize,
     /// The newest input sequence number at which the replay was known to agree.
     agreed_at: u64,
     verification: Verification,
@@ -660,7 +704,7 @@ impl Verifier {
         let check = HashCheck {
             seq: checkpoint.header.input_seq,
             recorded: checkpoint.header.state_hash,
-            replayed: hash_state(machine, &mut self.encoded),
+            replayed: hash_state(machine, &mut self.encoded, self.limit),
         };
         if check.passed() {
             self.agreed_at = check.seq;
@@ -672,9 +716,9 @@ impl Verifier {
     }
 }
 
-/// The recorded-hash of `machine`'s state as this build encodes it (0 when it cannot).
-fn hash_state<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> u64 {
-    encode(machine, buffer).map_or(0, |len| state_hash(&buffer[..len]))
+/// The hash of `machine`'s state as this build encodes it; `None` when it cannot.
+fn hash_state<M: Machine>(machine: &M, buffer: &mut Vec<u8>, limit: usize) -> Option<u64> {
+    encode(machine, buffer, limit).map(|len| state_hash(&buffer[..len]))
 }
 
 /// Explains a failed check: which fields of the recorded state differ from the replayed one.
@@ -684,7 +728,16 @@ fn explain<M: Machine>(
     recorded: &Checkpoint,
     replayed: &M,
 ) -> Divergence {
-    let (fields, note) = match M::decode_state(&recorded.state) {
+    let decoded = M::decode_state(&recorded.state);
+    let (fields, note) = match decoded {
+        _ if check.replayed.is_none() => (
+            Vec::new(),
+            Some(
+                "this build cannot encode the replayed state (encode_state fails, or needs more \
+                 than the recording's state capacity)"
+                    .to_owned(),
+            ),
+        ),
         Ok(recorded_state) => {
             let fields = tree::diff(
                 &tree::tree_of(&recorded_state),
@@ -731,15 +784,18 @@ fn apply_range<M: Machine, E>(
     mut after: impl FnMut(&M, usize),
     mut panicked: impl FnMut(usize, String, Option<String>),
 ) -> Result<(), E> {
-    let _quiet = QuietPanics::begin();
+    let quiet = QuietPanics::begin();
     let mut next = range.start;
     while next < range.end {
         let current = Cell::new(next);
+        let in_apply = Cell::new(false);
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
             for index in next..range.end {
                 current.set(index);
                 let (input, tick) = decode(index)?;
+                in_apply.set(true);
                 machine.apply(&input, tick);
+                in_apply.set(false);
                 after(machine, index + 1);
             }
             Ok(())
@@ -750,7 +806,16 @@ fn apply_range<M: Machine, E>(
         };
         let index = current.get();
         let location = PANIC_LOCATION.with(|l| l.borrow_mut().take());
-        panicked(index, panic_message(payload.as_ref()), location);
+        let message = panic_message(payload.as_ref());
+        if !in_apply.get() {
+            // Not the recorded crash: the machine's decoder or encoder failed. Say so and let
+            // the panic go on.
+            drop(quiet);
+            let at = location.unwrap_or_default();
+            eprintln!("panic while decoding or encoding for replay, at input position {index}: {message} {at}");
+            panic::resume_unwind(payload);
+        }
+        panicked(index, message, location);
         after(machine, index + 1);
         next = index + 1;
     }

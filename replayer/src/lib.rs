@@ -22,7 +22,7 @@ pub mod tree;
 pub use error::OpenError;
 pub use history::{
     Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
-    TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET,
+    TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET, MAX_PANICS_KEPT,
 };
 pub use project::project;
 pub use recover::{

@@ -21,6 +21,8 @@ pub struct Snapshots {
     next_due: usize,
     /// The spacing the memory budget asks for; the cost rule never goes below it.
     floor: usize,
+    /// The most bytes one encoded state may take.
+    limit: usize,
     /// The most inputs between two consecutive snapshots (or the base and the first).
     widest: usize,
 }
@@ -31,7 +33,7 @@ const ENCODE_SHARE: u32 = 16;
 impl Snapshots {
     /// Room for `budget` bytes of encoded states, which are about `state_bytes` each, over a
     /// history of `inputs` inputs.
-    pub fn new(budget: usize, state_bytes: usize, inputs: usize) -> Snapshots {
+    pub fn new(budget: usize, state_bytes: usize, inputs: usize, limit: usize) -> Snapshots {
         let affordable = (budget / state_bytes.max(1)).max(1);
         let interval = inputs.div_ceil(affordable).max(MIN_INTERVAL);
         Snapshots {
@@ -42,6 +44,7 @@ impl Snapshots {
             last: Instant::now(),
             next_due: interval,
             floor: interval,
+            limit,
             widest: interval,
         }
     }
@@ -49,6 +52,11 @@ impl Snapshots {
     /// The most inputs between two snapshots: the most that reaching a position re-applies.
     pub fn interval(&self) -> usize {
         self.widest.max(self.interval)
+    }
+
+    /// The most bytes one encoded state may take.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 
     /// Bytes the snapshots hold.
@@ -70,7 +78,7 @@ impl Snapshots {
         let previous = self.taken.last().map_or(0, |(at, _)| *at);
         let started = Instant::now();
         let applying = started - self.last;
-        let Some(len) = encode(machine, buffer) else {
+        let Some(len) = encode(machine, buffer, self.limit) else {
             // A state this build cannot encode is reached from an earlier snapshot.
             self.next_due = applied + self.interval;
             return;
@@ -112,6 +120,12 @@ impl Snapshots {
         self.floor = self.floor.max(self.interval);
     }
 
+    /// Inputs applied at the newest snapshot at or before `applied` (0: none, the base).
+    pub fn nearest(&self, applied: usize) -> usize {
+        let newest = self.taken.partition_point(|(at, _)| *at <= applied);
+        newest.checked_sub(1).map_or(0, |i| self.taken[i].0)
+    }
+
     /// The nearest snapshot at or before `applied` inputs that decodes, with its applied count.
     pub fn restore<M: Machine>(&self, applied: usize) -> Option<(usize, M)> {
         let newest = self.taken.partition_point(|(at, _)| *at <= applied);
@@ -122,14 +136,14 @@ impl Snapshots {
     }
 }
 
-/// Encodes `machine` into `buffer`, growing it as needed; the length used, or `None` when the
-/// machine cannot encode its state.
-pub fn encode<M: Machine>(machine: &M, buffer: &mut Vec<u8>) -> Option<usize> {
+/// Encodes `machine` into `buffer`, growing it up to `limit` bytes; the length used, or `None`
+/// when the machine cannot encode its state within that.
+pub fn encode<M: Machine>(machine: &M, buffer: &mut Vec<u8>, limit: usize) -> Option<usize> {
     loop {
         match machine.encode_state(buffer) {
             Ok(len) => return Some(len),
-            Err(CodecError::TooLarge { .. }) if buffer.len() < 1 << 34 => {
-                let larger = (buffer.len() * 2).max(4096);
+            Err(CodecError::TooLarge { .. }) if buffer.len() < limit => {
+                let larger = (buffer.len() * 2).clamp(4096, limit);
                 buffer.resize(larger, 0);
             }
             Err(_) => return None,
@@ -157,7 +171,7 @@ mod tests {
 
     #[test]
     fn snapshots_stay_within_the_budget_as_the_state_grows() {
-        let mut snapshots = Snapshots::new(10_000, 8, 100_000);
+        let mut snapshots = Snapshots::new(10_000, 8, 100_000, 1 << 20);
         assert_eq!(snapshots.interval(), 80);
         let mut machine = Growing(Vec::new());
         let mut buffer = Vec::new();

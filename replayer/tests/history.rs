@@ -125,6 +125,7 @@ fn every_state_is_the_same_reached_forwards_backwards_or_at_random() {
         );
     }
     assert_eq!(history.state_after(300), None);
+    assert!(history.input(300).is_none() && history.input_tree(300).is_none());
     let mut bare = History::<Registers>::open_with(&ring, &no_snapshots()).unwrap();
     assert_eq!(bare.snapshot_bytes(), 0);
     for index in [299, 0, 150] {

@@ -242,7 +242,7 @@ fn story(history: &mut History<Ledger>) -> String {
                 out,
                 "  the invariant (holdings = deposits − withdrawals) first broke at input #{seq}: {input}"
             );
-            let changes = history.diff(index, 10).unwrap_or_default();
+            let changes = history.diff(index, 11).unwrap_or_default();
             out.push_str(&super::replay::render_changes(&changes, 10, "    "));
             let _ = writeln!(out, "  (flightrec replay --at {seq} shows it whole)");
         }

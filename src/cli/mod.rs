@@ -100,7 +100,18 @@ pub fn main() -> ExitCode {
 
 /// Parses the process arguments and runs the command, replaying ring files of machine `M`.
 pub fn main_for<M: Machine + Clone>() -> ExitCode {
+    restore_sigpipe();
     run::<M>(Cli::parse())
+}
+
+/// `flightrec replay --json FILE | head` should end quietly, as other command-line tools do,
+/// rather than panic on the closed pipe: give SIGPIPE back its default action.
+#[allow(unsafe_code)]
+fn restore_sigpipe() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: restoring the default disposition installs no handler code, and this runs at the
+    // start of `main`, before any thread that could be writing to a pipe.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 /// Runs a parsed command line and reports errors on one line of stderr.

@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flightrec_replayer::tree::{self, Value};
-use flightrec_replayer::{History, ReplayError, ReplayOptions, Verification};
+use flightrec_replayer::{History, ReplayError, ReplayOptions, Verification, MAX_PANICS_KEPT};
 use flightrec_schemas::Machine;
 
 use super::time::utc;
 use super::Failure;
 
+/// Replay panics listed before "… and N more".
+const PANICS_SHOWN: usize = 10;
 /// Changes listed per input before "… and N more".
 const DIFF_LIMIT: usize = 50;
 
@@ -73,11 +75,21 @@ pub fn open_history<M: Machine + Clone>(
 pub fn run_replay<M: Machine + Clone>(args: ReplayArgs) -> Result<ExitCode, Failure> {
     let mut history = open_history::<M>(&args.file, &args.memory.options())?;
     if history.is_empty() {
-        return Err(Failure::bad_input(anyhow::anyhow!(
-            "{}: no input was recorded after the checkpoint at input {}; nothing to replay",
-            args.file.display(),
-            history.base_seq()
-        )));
+        let state = tree::tree_of(history.base_state());
+        if args.json {
+            let base = serde_json::json!({ "seq": history.base_seq(), "state": state });
+            println!("{}", serde_json::to_string_pretty(&base)?);
+        } else {
+            println!("{}", header_line(&history));
+            println!(
+                "no input was recorded after the checkpoint at input {}; its state:",
+                history.base_seq()
+            );
+            let mut out = String::new();
+            render_value(&mut out, &state, 1);
+            print!("{out}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let last = history.base_seq() + history.len() as u64 - 1;
     let seq = args.at.unwrap_or(last);
@@ -110,6 +122,7 @@ pub fn run_verify<M: Machine + Clone>(args: VerifyArgs) -> Result<ExitCode, Fail
             "checks": verification.checks,
             "divergence": verification.divergence,
             "panics": history.panics(),
+            "panic_count": history.panic_count(),
         });
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -265,7 +278,7 @@ fn render_value(out: &mut String, value: &Value, depth: usize) {
             let cut = items.len() > ARRAY_SHOWN;
             for (i, item) in items.iter().enumerate() {
                 let head = i < ARRAY_SHOWN / 2;
-                let tail = i >= items.len() - ARRAY_SHOWN / 2;
+                let tail = i + ARRAY_SHOWN / 2 >= items.len();
                 if cut && !head && !tail {
                     if i == ARRAY_SHOWN / 2 {
                         let hidden = items.len() - ARRAY_SHOWN;
@@ -300,24 +313,50 @@ fn render_verification<M: Machine + Clone>(history: &History<M>) -> String {
     let _ = writeln!(out, "{}", header_line(history));
     let _ = writeln!(
         out,
-        "replayed {} inputs ({}..={})",
+        "replayed {} inputs after the checkpoint at input {}",
         history.len(),
         history.base_seq(),
-        (history.base_seq() + history.len() as u64).saturating_sub(1)
     );
     for check in &verification.checks {
         let verdict = if check.passed() { "match" } else { "MISMATCH" };
         let _ = writeln!(
             out,
-            "  state before input {}: recorded hash {:016x}, replayed {:016x}: {verdict}",
-            check.seq, check.recorded, check.replayed
+            "  state before input {}: recorded hash {:016x}, replayed {}: {verdict}",
+            check.seq,
+            check.recorded,
+            check
+                .replayed
+                .map_or("(cannot encode)".into(), |h| format!("{h:016x}"))
         );
     }
-    for panic in history.panics() {
+    let end = history.base_seq() + history.len() as u64;
+    let checked_to = verification
+        .checks
+        .iter()
+        .map(|c| c.seq)
+        .max()
+        .unwrap_or(end);
+    if checked_to < end {
+        let _ = writeln!(
+            out,
+            "  inputs {checked_to}..={} ({} inputs) come after the last checkpoint: replayed, \
+             but no recorded hash covers them",
+            end - 1,
+            end - checked_to
+        );
+    }
+    for panic in history.panics().iter().take(PANICS_SHOWN) {
         let _ = writeln!(
             out,
             "  input {} panicked during replay: {}",
             panic.seq, panic.message
+        );
+    }
+    if history.panic_count() > PANICS_SHOWN {
+        let _ = writeln!(
+            out,
+            "  … and {} more panics (--json lists the first {MAX_PANICS_KEPT})",
+            history.panic_count() - PANICS_SHOWN
         );
     }
     match &verification.divergence {
