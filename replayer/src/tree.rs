@@ -40,21 +40,16 @@ impl Path {
         Path(segments)
     }
 
-    /// Parses `accounts[3].balance`, `fees`, `map."odd key"` is not supported: keys are runs of
-    /// characters other than `.` and `[`.
+    /// Parses `accounts[3].balance` or `fees`; a key holding `.`, `[`, `]`, quotes or outer
+    /// spaces is written as a JSON string in brackets: `peers["10.0.0.1"].latency`.
     pub fn parse(text: &str) -> Result<Path, String> {
         let mut segments = Vec::new();
         let mut rest = text.trim();
         while !rest.is_empty() {
             if let Some(after) = rest.strip_prefix('[') {
-                let close = after
-                    .find(']')
-                    .ok_or_else(|| format!("unclosed '[' in path {text:?}"))?;
-                let index = after[..close].trim().parse().map_err(|_| {
-                    format!("{:?} is not an index, in path {text:?}", &after[..close])
-                })?;
-                segments.push(Segment::Index(index));
-                rest = &after[close + 1..];
+                let (segment, remaining) = bracketed(after, text)?;
+                segments.push(segment);
+                rest = remaining;
             } else {
                 let key_text = rest.strip_prefix('.').unwrap_or(rest);
                 let end = key_text.find(['.', '[']).unwrap_or(key_text.len());
@@ -77,6 +72,41 @@ impl Path {
     }
 }
 
+/// The segment inside `[...]` at the start of `after` (which follows the `[`), and the text after
+/// the `]`.
+fn bracketed<'t>(after: &'t str, text: &str) -> Result<(Segment, &'t str), String> {
+    let inner = after.trim_start();
+    if inner.starts_with('"') {
+        let mut strings = serde_json::Deserializer::from_str(inner).into_iter::<String>();
+        let key = match strings.next() {
+            Some(Ok(key)) => key,
+            _ => {
+                return Err(format!(
+                    "unterminated or invalid quoted key in path {text:?}"
+                ))
+            }
+        };
+        let rest = inner[strings.byte_offset()..].trim_start();
+        let rest = rest
+            .strip_prefix(']')
+            .ok_or_else(|| format!("expected ']' after a quoted key in path {text:?}"))?;
+        return Ok((Segment::Key(key), rest));
+    }
+    let close = after
+        .find(']')
+        .ok_or_else(|| format!("unclosed '[' in path {text:?}"))?;
+    let index = after[..close]
+        .trim()
+        .parse()
+        .map_err(|_| format!("{:?} is not an index, in path {text:?}", &after[..close]))?;
+    Ok((Segment::Index(index), &after[close + 1..]))
+}
+
+/// Whether a key must be written quoted to parse back as itself.
+fn needs_quotes(key: &str) -> bool {
+    key.is_empty() || key.trim() != key || key.contains(['.', '[', ']', '"'])
+}
+
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0.is_empty() {
@@ -84,6 +114,10 @@ impl fmt::Display for Path {
         }
         for (i, segment) in self.0.iter().enumerate() {
             match segment {
+                Segment::Key(key) if needs_quotes(key) => {
+                    let quoted = serde_json::to_string(key).map_err(|_| fmt::Error)?;
+                    write!(f, "[{quoted}]")?
+                }
                 Segment::Key(key) if i == 0 => write!(f, "{key}")?,
                 Segment::Key(key) => write!(f, ".{key}")?,
                 Segment::Index(index) => write!(f, "[{index}]")?,
@@ -238,6 +272,13 @@ mod tests {
         assert!(Path::parse("accounts[x]").is_err());
         assert!(Path::parse("a..b").is_err());
         assert!(Path::parse("a[1").is_err());
+        let odd = Path::parse(r#"peers["10.0.0.1"].latency"#).unwrap();
+        assert_eq!(odd.0[1], Segment::Key("10.0.0.1".into()));
+        for key in ["10.0.0.1", "", " padded ", "a]b", "say \"hi\"", "plain"] {
+            let path = Path(vec![Segment::Key("map".into()), Segment::Key(key.into())]);
+            assert_eq!(Path::parse(&path.to_string()), Ok(path.clone()), "{path}");
+        }
+        assert!(Path::parse(r#"m["open"#).is_err());
     }
 
     #[test]
