@@ -23,6 +23,9 @@
 //! default location), and are removed afterwards.
 #![allow(unsafe_code)]
 
+mod common;
+
+use common::ring_dir;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,19 +136,6 @@ impl Machine for Blob {
             bytes: bytes.to_vec(),
         })
     }
-}
-
-/// A fresh temporary directory for ring files: on tmpfs where there is one, as in production.
-fn ring_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    let made = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("flightrec-bench-")
-            .tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    };
-    made.expect("create a temporary directory for ring files")
 }
 
 /// A unique ring file path in `dir`.

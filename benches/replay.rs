@@ -38,6 +38,9 @@
 //! minutes and about 3.5 GiB of memory (ring files included) at its peak.
 #![allow(unsafe_code)]
 
+mod common;
+
+use common::ring_dir;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -207,19 +210,6 @@ impl Traffic {
             fee: self.rng.gen_range(0..10),
         }
     }
-}
-
-/// A fresh temporary directory for ring files: on tmpfs where there is one, as in production.
-fn ring_dir() -> tempfile::TempDir {
-    let shm = Path::new("/dev/shm");
-    let made = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("flightrec-bench-")
-            .tempdir_in(shm)
-    } else {
-        tempfile::tempdir()
-    };
-    made.expect("create a temporary directory for ring files")
 }
 
 /// Records `count` inputs from `next` into a new ring file in `dir` with an input lane of

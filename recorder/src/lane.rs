@@ -2,7 +2,7 @@
 //! memory, so appending a record touches only the slots it fills.
 
 use flightrec_schemas::layout::{lane_control, slots_for};
-use flightrec_schemas::slot::InlineRecord;
+use flightrec_schemas::slot::{InlineRecord, Slots};
 
 use crate::file::LaneMemory;
 
@@ -33,42 +33,40 @@ impl LaneWriter {
     /// Appends one record stamped `ticks`. Never blocks: the oldest records are overwritten.
     #[inline]
     pub fn push(&mut self, ticks: u64, payload: &[u8]) -> Result<u64, TooLarge> {
-        if payload.len() > self.max_len as usize {
-            self.count_dropped_too_large();
-            return Err(TooLarge);
-        }
-        let seq = self.seq;
-        self.pos += self.memory.slots().write(self.pos, seq, ticks, payload);
-        self.seq += 1;
-        Ok(seq)
+        self.fits(payload.len())?;
+        Ok(self.append(|slots, pos, seq| slots.write(pos, seq, ticks, payload)))
     }
 
     /// Appends a record of at most 32 bytes given as slot words (always fits).
     #[inline(always)]
     pub fn push_inline(&mut self, ticks: u64, record: &InlineRecord) -> u64 {
-        let seq = self.seq;
-        self.pos += self
-            .memory
-            .slots()
-            .write_inline(self.pos, seq, ticks, record);
-        self.seq += 1;
-        seq
+        self.append(|slots, pos, seq| slots.write_inline(pos, seq, ticks, record))
     }
 
     /// Appends one record whose payload is `prefix` (8 bytes, little-endian) then `body`.
     #[inline]
     pub fn push_prefixed(&mut self, ticks: u64, prefix: u64, body: &[u8]) -> Result<u64, TooLarge> {
-        if body.len() + 8 > self.max_len as usize {
+        self.fits(body.len() + 8)?;
+        Ok(self.append(|slots, pos, seq| slots.write_prefixed(pos, seq, ticks, prefix, body)))
+    }
+
+    /// Refuses (and counts) a record of `len` bytes that the lane cannot hold.
+    #[inline(always)]
+    fn fits(&self, len: usize) -> Result<(), TooLarge> {
+        if len > self.max_len as usize {
             self.count_dropped_too_large();
             return Err(TooLarge);
         }
+        Ok(())
+    }
+
+    /// Writes the next record with `write` (which returns the slots it used) and numbers it.
+    #[inline(always)]
+    fn append(&mut self, write: impl FnOnce(&Slots<'_>, u64, u64) -> u64) -> u64 {
         let seq = self.seq;
-        self.pos += self
-            .memory
-            .slots()
-            .write_prefixed(self.pos, seq, ticks, prefix, body);
+        self.pos += write(&self.memory.slots(), self.pos, seq);
         self.seq += 1;
-        Ok(seq)
+        seq
     }
 
     /// Skips a sequence number without writing (an input that could not be recorded).

@@ -276,9 +276,7 @@ impl<M: Machine + Clone> History<M> {
         let state_bytes = base_checkpoint.state.len().max(std::mem::size_of::<M>());
         // No state of this recording was larger than its checkpoint slots.
         let capacity = ring.header().checkpoint_slot_size - CHECKPOINT_HEADER_SIZE;
-        let limit = usize::try_from(capacity)
-            .unwrap_or(usize::MAX)
-            .max(base_checkpoint.state.len());
+        let limit = usize::try_from(capacity).unwrap_or(usize::MAX);
         let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len(), limit);
         let mut checkpoints = recovered.checkpoints;
         checkpoints.retain(|c| c.header.input_seq > base_seq);
@@ -329,27 +327,16 @@ impl<M: Machine + Clone> History<M> {
                     error,
                 })
         };
-        // Checkpoints in input order, so that each input costs one comparison with the next.
-        let mut pending: Vec<&Checkpoint> = checkpoints.iter().collect();
-        pending.sort_by_key(|c| std::cmp::Reverse(c.header.input_seq));
-        let mut next_check = pending.last().map_or(u64::MAX, |c| c.header.input_seq);
+        // Checkpoints come in input order (see `Recovered`): each input costs one comparison.
+        let mut pending = checkpoints.iter().peekable();
         let after = |machine: &M, applied: usize| {
             snapshots.offer(applied, machine, &mut verifier.encoded);
             let seq = base_seq + applied as u64;
-            if seq < next_check {
-                return;
-            }
-            while let Some(checkpoint) = pending
-                .last()
-                .copied()
-                .filter(|c| c.header.input_seq <= seq)
-            {
-                pending.pop();
+            while let Some(checkpoint) = pending.next_if(|c| c.header.input_seq <= seq) {
                 if checkpoint.header.input_seq == seq {
                     verifier.check(checkpoint, machine);
                 }
             }
-            next_check = pending.last().map_or(u64::MAX, |c| c.header.input_seq);
         };
         let panicked = |index, message, location| {
             *panic_count += 1;

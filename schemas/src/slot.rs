@@ -70,15 +70,27 @@ pub fn record_checksum(pos: u64, seq: u64, ticks: u64, payload: &[u8]) -> u32 {
 
 #[inline(always)]
 fn checksum(pos: u64, seq: u64, ticks: u64, len: usize, word: impl Fn(usize) -> u64) -> u32 {
-    let mut acc = mum(pos ^ KEYS[0], seq ^ KEYS[1]);
-    let pairs = len.div_ceil(16);
-    for i in 0..pairs {
-        let (a, b) = (word(2 * i), word(2 * i + 1));
-        acc = acc.wrapping_add(mum(
-            a ^ KEYS[(2 * i) % 8],
-            b ^ KEYS[(2 * i + 1) % 8] ^ i as u64,
-        ));
+    let mut acc = checksum_start(pos, seq);
+    for i in 0..len.div_ceil(16) {
+        acc = acc.wrapping_add(checksum_pair(i, word(2 * i), word(2 * i + 1)));
     }
+    checksum_end(acc, len, ticks)
+}
+
+/// The checksum's three steps, shared by the writer's [`checksum`] and the reader's
+/// [`StreamingChecksum`] so that the two cannot drift apart.
+#[inline(always)]
+fn checksum_start(pos: u64, seq: u64) -> u64 {
+    mum(pos ^ KEYS[0], seq ^ KEYS[1])
+}
+
+#[inline(always)]
+fn checksum_pair(i: usize, a: u64, b: u64) -> u64 {
+    mum(a ^ KEYS[(2 * i) % 8], b ^ KEYS[(2 * i + 1) % 8] ^ i as u64)
+}
+
+#[inline(always)]
+fn checksum_end(acc: u64, len: usize, ticks: u64) -> u32 {
     let folded = mum(acc ^ KEYS[4], len as u64 ^ KEYS[5]) ^ ticks.rotate_left(29);
     (folded ^ (folded >> 32)) as u32
 }
@@ -88,14 +100,14 @@ fn checksum(pos: u64, seq: u64, ticks: u64, len: usize, word: impl Fn(usize) -> 
 struct StreamingChecksum {
     acc: u64,
     pending: Option<u64>,
-    pair: u64,
+    pair: usize,
 }
 
 impl StreamingChecksum {
     #[inline(always)]
     fn new(pos: u64, seq: u64) -> StreamingChecksum {
         StreamingChecksum {
-            acc: mum(pos ^ KEYS[0], seq ^ KEYS[1]),
+            acc: checksum_start(pos, seq),
             pending: None,
             pair: 0,
         }
@@ -107,11 +119,7 @@ impl StreamingChecksum {
         match self.pending.take() {
             None => self.pending = Some(word),
             Some(first) => {
-                let i = self.pair as usize;
-                let mixed = mum(
-                    first ^ KEYS[(2 * i) % 8],
-                    word ^ KEYS[(2 * i + 1) % 8] ^ self.pair,
-                );
+                let mixed = checksum_pair(self.pair, first, word);
                 self.acc = self.acc.wrapping_add(mixed);
                 self.pair += 1;
             }
@@ -123,8 +131,7 @@ impl StreamingChecksum {
         if self.pending.is_some() {
             self.push(0);
         }
-        let folded = mum(self.acc ^ KEYS[4], len as u64 ^ KEYS[5]) ^ ticks.rotate_left(29);
-        (folded ^ (folded >> 32)) as u32
+        checksum_end(self.acc, len, ticks)
     }
 }
 
