@@ -1,6 +1,6 @@
 //! `flightrec demo`: the ledger service, run as a child process that really dies.
 
-use std::io::Read as _;
+use std::io::{IsTerminal as _, Read as _};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
@@ -155,18 +155,31 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     };
     print!("{}", super::inspect::render(&Summary::of(&opened)));
     println!();
-    match super::replay::open_history::<Ledger>(ring, &Default::default()) {
-        Ok(mut history) => print!("{}", story(&mut history)),
-        Err(failure) => println!("it cannot be replayed: {:#}", failure.error),
-    }
+    let history = match super::replay::open_history::<Ledger>(ring, &Default::default()) {
+        Ok(mut history) => {
+            print!("{}", story(&mut history));
+            Some(history)
+        }
+        Err(failure) => {
+            println!("it cannot be replayed: {:#}", failure.error);
+            None
+        }
+    };
     println!();
-    if !args.no_tui {
-        println!("(the terminal UI is not built yet; this is the --no-tui report)");
+    match history {
+        Some(history) if !args.no_tui && std::io::stdout().is_terminal() => {
+            flightrec_tui::show(history).map_err(super::tui::failure)?;
+        }
+        Some(_) if !args.no_tui => {
+            println!("(standard output is not a terminal, so the terminal UI stays closed)");
+        }
+        _ => {}
     }
     println!("look again with:");
     println!("  flightrec inspect {}", ring.display());
     println!("  flightrec replay {} --at N", ring.display());
     println!("  flightrec verify {}", ring.display());
+    println!("  flightrec tui {}", ring.display());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ mod demo;
 mod inspect;
 mod replay;
 mod time;
+mod tui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,6 +61,11 @@ enum Command {
     /// Exits 0 when every recorded hash matches the replayed state, 1 when the replayed history
     /// diverges from the recorded one (the report names the inputs where), 2 on bad input.
     Verify(replay::VerifyArgs),
+    /// Open a ring file in the terminal UI, at the crash, to step back through every state.
+    ///
+    /// Keys: ← → step, ↑ ↓ move, Tab switches pane, Enter folds, w finds the input that last
+    /// changed a field, [ ] checkpoints, / search, f filter, t trace events, ? help, q quit.
+    Tui(tui::TuiArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {
         /// The shell.
@@ -99,7 +105,7 @@ pub fn main() -> ExitCode {
 }
 
 /// Parses the process arguments and runs the command, replaying ring files of machine `M`.
-pub fn main_for<M: Machine + Clone>() -> ExitCode {
+pub fn main_for<M: Machine + Clone + Send + 'static>() -> ExitCode {
     restore_sigpipe();
     run::<M>(Cli::parse())
 }
@@ -115,12 +121,13 @@ fn restore_sigpipe() {
 }
 
 /// Runs a parsed command line and reports errors on one line of stderr.
-pub fn run<M: Machine + Clone>(cli: Cli) -> ExitCode {
+pub fn run<M: Machine + Clone + Send + 'static>(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Replay(args) => replay::run_replay::<M>(args),
         Command::Verify(args) => replay::run_verify::<M>(args),
+        Command::Tui(args) => tui::run::<M>(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

@@ -41,7 +41,7 @@ pub struct MemoryArgs {
 }
 
 impl MemoryArgs {
-    fn options(&self) -> ReplayOptions {
+    pub fn options(&self) -> ReplayOptions {
         ReplayOptions {
             snapshot_budget: usize::try_from(self.snapshot_memory).unwrap_or(usize::MAX),
         }

@@ -1,0 +1,719 @@
+//! A value flattened into a token array by its serde `Serialize`.
+//!
+//! The replayer shows states as `serde_json::Value` trees, which costs an allocation per node:
+//! tens of milliseconds for a state of 65,536 accounts, too slow to redo on every key press. A
+//! [`Flat`] holds the same tree as one `Vec` of 16-byte tokens, built in a single pass without
+//! per-node allocation; every container records where it ends, so a view can skip a collapsed
+//! subtree in one step and only the rows on screen are ever formatted.
+//!
+//! The shape matches `serde_json`'s (struct and map → object, sequence and tuple → array,
+//! externally tagged enums, `None` → null), so a path into a `Flat` is a path into the
+//! replayer's tree, and `History::last_change` understands it.
+
+use std::fmt::{self, Write as _};
+
+use serde::ser::{self, Serialize};
+
+/// One token. A value is a scalar token, or an `Open` token followed by its children up to `end`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Token {
+    /// `null`: `None`, `()`, unit structs.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A unit enum variant, shown unquoted.
+    Name(&'static str),
+    /// A string, index into [`Flat::texts`].
+    Text(u32),
+    /// The start of a sequence (children are values) or a map (children are key, value pairs).
+    Open {
+        /// Sequence or map.
+        kind: Kind,
+        /// Number of children (pairs, for a map).
+        len: u32,
+        /// Index one past the container's last token.
+        end: u32,
+    },
+    /// A struct field or enum variant name, before its value.
+    Key(&'static str),
+    /// A map key, index into [`Flat::texts`], before its value.
+    KeyText(u32),
+}
+
+/// Kinds of container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Array-like: elements by position.
+    Seq,
+    /// Object-like: named fields or keyed entries.
+    Map,
+}
+
+/// A flattened value.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Flat {
+    tokens: Vec<Token>,
+    texts: Vec<String>,
+}
+
+/// What one child of a container is called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Label<'f> {
+    /// The n-th element of a sequence.
+    Index(usize),
+    /// A field or key.
+    Key(&'f str),
+}
+
+impl Flat {
+    /// Flattens `value`. A value whose `Serialize` fails becomes a string saying so: showing a
+    /// state must not fail.
+    pub fn of<T: Serialize + ?Sized>(value: &T) -> Flat {
+        let mut flat = Flat::default();
+        if let Err(error) = value.serialize(&mut flat) {
+            flat = Flat::default();
+            flat.push_text(format!("<cannot show: {error}>"));
+        }
+        flat
+    }
+
+    /// The root value's index.
+    pub const ROOT: usize = 0;
+
+    /// The token at `node`.
+    pub fn token(&self, node: usize) -> Token {
+        self.tokens[node]
+    }
+
+    /// Index one past the value at `node`.
+    pub fn end(&self, node: usize) -> usize {
+        match self.tokens[node] {
+            Token::Open { end, .. } => end as usize,
+            _ => node + 1,
+        }
+    }
+
+    /// Number of tokens.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether nothing was flattened.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The container at `node`, if it is one: its kind and number of children.
+    pub fn container(&self, node: usize) -> Option<(Kind, usize)> {
+        match self.tokens[node] {
+            Token::Open { kind, len, .. } => Some((kind, len as usize)),
+            _ => None,
+        }
+    }
+
+    /// The children of the container at `node` with their labels (nothing for a scalar).
+    pub fn children(&self, node: usize) -> Children<'_> {
+        let (kind, end) = match self.tokens[node] {
+            Token::Open { kind, end, .. } => (Some(kind), end as usize),
+            _ => (None, node),
+        };
+        Children {
+            flat: self,
+            kind,
+            at: node + 1,
+            end,
+            index: 0,
+        }
+    }
+
+    /// The child of the container at `node` labelled `label`.
+    pub fn child(&self, node: usize, label: Label<'_>) -> Option<usize> {
+        match (self.container(node)?, label) {
+            ((Kind::Seq, len), Label::Index(i)) if i < len => {
+                self.children(node).nth(i).map(|(_, child)| child)
+            }
+            ((Kind::Map, _), Label::Key(key)) => self
+                .children(node)
+                .find(|(l, _)| *l == Label::Key(key))
+                .map(|(_, child)| child),
+            _ => None,
+        }
+    }
+
+    /// Writes the value at `node` on one line, stopping once `out` reaches `max` bytes (it ends
+    /// in `…` then).
+    pub fn preview(&self, node: usize, max: usize, out: &mut String) {
+        let start = out.len();
+        self.write_preview(node, start + max, out);
+        if out.len() > start + max {
+            let mut cut = start + max.saturating_sub(1);
+            while !out.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            out.truncate(cut);
+            out.push('…');
+        }
+    }
+
+    /// The one-line preview of the value at `node`, at most `max` bytes.
+    pub fn preview_string(&self, node: usize, max: usize) -> String {
+        let mut out = String::new();
+        self.preview(node, max, &mut out);
+        out
+    }
+
+    fn write_preview(&self, node: usize, limit: usize, out: &mut String) {
+        let Some((kind, _)) = self.container(node) else {
+            self.write_scalar(node, out);
+            return;
+        };
+        let (open, close) = match kind {
+            Kind::Seq => ("[", "]"),
+            Kind::Map => ("{ ", " }"),
+        };
+        out.push_str(open);
+        for (n, (label, child)) in self.children(node).enumerate() {
+            if out.len() > limit {
+                return;
+            }
+            if n > 0 {
+                out.push_str(", ");
+            }
+            if let Label::Key(key) = label {
+                let _ = write!(out, "{key}: ");
+            }
+            self.write_preview(child, limit, out);
+        }
+        out.push_str(if self.children(node).next().is_none() {
+            close.trim_start()
+        } else {
+            close
+        });
+    }
+
+    fn write_scalar(&self, node: usize, out: &mut String) {
+        let _ = match self.tokens[node] {
+            Token::Null => write!(out, "null"),
+            Token::Bool(b) => write!(out, "{b}"),
+            Token::I64(n) => write!(out, "{n}"),
+            Token::U64(n) => write!(out, "{n}"),
+            Token::F64(x) => write!(out, "{x}"),
+            Token::Name(name) => write!(out, "{name}"),
+            Token::Text(i) => write!(out, "{:?}", self.texts[i as usize]),
+            Token::Open { .. } | Token::Key(_) | Token::KeyText(_) => Ok(()),
+        };
+    }
+
+    /// Whether the values at `a` in `self` and `b` in `other` are equal.
+    pub fn same(&self, a: usize, other: &Flat, b: usize) -> bool {
+        let (a_end, b_end) = (self.end(a), other.end(b));
+        if a_end - a != b_end - b {
+            return false;
+        }
+        (a..a_end)
+            .zip(b..b_end)
+            .all(|(i, j)| self.same_token(i, other, j))
+    }
+
+    fn same_token(&self, i: usize, other: &Flat, j: usize) -> bool {
+        match (self.tokens[i], other.tokens[j]) {
+            (Token::Text(x), Token::Text(y)) | (Token::KeyText(x), Token::KeyText(y)) => {
+                self.texts[x as usize] == other.texts[y as usize]
+            }
+            // Positions inside each array differ; shapes were compared by span length.
+            (
+                Token::Open {
+                    kind: k, len: l, ..
+                },
+                Token::Open { kind, len, .. },
+            ) => k == kind && l == len,
+            (x, y) => x == y,
+        }
+    }
+
+    fn key_label(&self, node: usize) -> &str {
+        match self.tokens[node] {
+            Token::Key(key) => key,
+            Token::KeyText(i) => &self.texts[i as usize],
+            _ => "?",
+        }
+    }
+
+    fn push(&mut self, token: Token) {
+        self.tokens.push(token);
+    }
+
+    fn push_text(&mut self, text: String) {
+        let index = self.texts.len() as u32;
+        self.texts.push(text);
+        self.push(Token::Text(index));
+    }
+
+    fn open(&mut self, kind: Kind) -> usize {
+        self.push(Token::Open {
+            kind,
+            len: 0,
+            end: 0,
+        });
+        self.tokens.len() - 1
+    }
+
+    fn close(&mut self, open: usize, len: u32) {
+        let end = self.tokens.len() as u32;
+        if let Token::Open { kind, .. } = self.tokens[open] {
+            self.tokens[open] = Token::Open { kind, len, end };
+        }
+    }
+}
+
+/// The children of a container, each with its label.
+pub struct Children<'f> {
+    flat: &'f Flat,
+    kind: Option<Kind>,
+    at: usize,
+    end: usize,
+    index: usize,
+}
+
+impl<'f> Iterator for Children<'f> {
+    type Item = (Label<'f>, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.end {
+            return None;
+        }
+        let item = match self.kind? {
+            Kind::Seq => (Label::Index(self.index), self.at),
+            Kind::Map => (Label::Key(self.flat.key_label(self.at)), self.at + 1),
+        };
+        self.at = self.flat.end(item.1);
+        self.index += 1;
+        Some(item)
+    }
+}
+
+/// Why a value could not be flattened (its own `Serialize` refused).
+#[derive(Debug)]
+pub struct FlatError(String);
+
+impl fmt::Display for FlatError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FlatError {}
+
+impl ser::Error for FlatError {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        FlatError(msg.to_string())
+    }
+}
+
+/// An open container being filled. `wrapper` is the one-entry map of an enum variant that
+/// encloses it, closed with it.
+pub struct Compound<'f> {
+    flat: &'f mut Flat,
+    open: usize,
+    len: u32,
+    wrapper: Option<usize>,
+}
+
+impl Compound<'_> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.len += 1;
+        value.serialize(&mut *self.flat)
+    }
+
+    fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), FlatError> {
+        self.flat.push(Token::Key(key));
+        self.element(value)
+    }
+
+    fn finish(self) -> Result<(), FlatError> {
+        self.flat.close(self.open, self.len);
+        if let Some(wrapper) = self.wrapper {
+            self.flat.close(wrapper, 1);
+        }
+        Ok(())
+    }
+}
+
+impl<'f> Flat {
+    fn compound(&'f mut self, kind: Kind, variant: Option<&'static str>) -> Compound<'f> {
+        let wrapper = variant.map(|name| {
+            let wrapper = self.open(Kind::Map);
+            self.push(Token::Key(name));
+            wrapper
+        });
+        let open = self.open(kind);
+        Compound {
+            flat: self,
+            open,
+            len: 0,
+            wrapper,
+        }
+    }
+}
+
+impl<'f> ser::Serializer for &'f mut Flat {
+    type Ok = ();
+    type Error = FlatError;
+    type SerializeSeq = Compound<'f>;
+    type SerializeTuple = Compound<'f>;
+    type SerializeTupleStruct = Compound<'f>;
+    type SerializeTupleVariant = Compound<'f>;
+    type SerializeMap = Compound<'f>;
+    type SerializeStruct = Compound<'f>;
+    type SerializeStructVariant = Compound<'f>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), FlatError> {
+        self.push(Token::Bool(v));
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), FlatError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), FlatError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), FlatError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), FlatError> {
+        self.push(Token::I64(v));
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), FlatError> {
+        match i64::try_from(v) {
+            Ok(v) => self.serialize_i64(v),
+            Err(_) => self.serialize_str(&v.to_string()),
+        }
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), FlatError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), FlatError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), FlatError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), FlatError> {
+        self.push(Token::U64(v));
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), FlatError> {
+        match u64::try_from(v) {
+            Ok(v) => self.serialize_u64(v),
+            Err(_) => self.serialize_str(&v.to_string()),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), FlatError> {
+        self.serialize_f64(v.into())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), FlatError> {
+        self.push(Token::F64(v));
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), FlatError> {
+        self.serialize_str(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> Result<(), FlatError> {
+        self.push_text(v.to_owned());
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), FlatError> {
+        use ser::SerializeSeq;
+        let mut seq = self.serialize_seq(Some(v.len()))?;
+        for byte in v {
+            seq.serialize_element(byte)?;
+        }
+        seq.end()
+    }
+    fn serialize_none(self) -> Result<(), FlatError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), FlatError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), FlatError> {
+        self.push(Token::Null);
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), FlatError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), FlatError> {
+        self.push(Token::Name(variant));
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), FlatError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), FlatError> {
+        let open = self.open(Kind::Map);
+        self.push(Token::Key(variant));
+        value.serialize(&mut *self)?;
+        self.close(open, 1);
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Seq, None))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Seq, None))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Seq, None))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Seq, Some(variant)))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Map, None))
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Map, None))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Compound<'f>, FlatError> {
+        Ok(self.compound(Kind::Map, Some(variant)))
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), FlatError> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), FlatError> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = FlatError;
+    /// Keys become text, as in JSON: a string as is, a number or unit variant by its digits or
+    /// name, anything else by its one-line preview.
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), FlatError> {
+        let at = self.flat.tokens.len();
+        key.serialize(&mut *self.flat)?;
+        let token = match self.flat.tokens[at] {
+            Token::Text(i) if self.flat.tokens.len() == at + 1 => Token::KeyText(i),
+            Token::Name(name) => Token::Key(name),
+            _ => {
+                let text = self.flat.preview_string(at, 200);
+                self.flat.tokens.truncate(at);
+                self.flat.texts.push(text);
+                Token::KeyText(self.flat.texts.len() as u32 - 1)
+            }
+        };
+        self.flat.tokens.truncate(at);
+        self.flat.push(token);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), FlatError> {
+        self.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Serialize)]
+    enum Input {
+        Open { deposit: u64 },
+        Audit,
+        Pair(u8, i8),
+        Wrapped(Option<u32>),
+    }
+
+    #[derive(Serialize)]
+    struct State {
+        accounts: Vec<(u32, bool)>,
+        names: BTreeMap<u16, String>,
+        inputs: Vec<Input>,
+        ratio: f32,
+        unit: (),
+    }
+
+    fn sample() -> State {
+        State {
+            accounts: vec![(1, true), (2, false)],
+            names: BTreeMap::from([(7, "seven".to_owned())]),
+            inputs: vec![
+                Input::Open { deposit: 5 },
+                Input::Audit,
+                Input::Pair(1, -1),
+                Input::Wrapped(None),
+            ],
+            ratio: 0.5,
+            unit: (),
+        }
+    }
+
+    #[test]
+    fn previews_match_the_json_shape() {
+        let flat = Flat::of(&sample());
+        assert_eq!(
+            flat.preview_string(Flat::ROOT, 500),
+            "{ accounts: [[1, true], [2, false]], names: { 7: \"seven\" }, inputs: \
+             [{ Open: { deposit: 5 } }, Audit, { Pair: [1, -1] }, { Wrapped: null }], \
+             ratio: 0.5, unit: null }"
+        );
+        assert_eq!(flat.preview_string(Flat::ROOT, 20), "{ accounts: [[1, tr…");
+    }
+
+    #[test]
+    fn children_are_labelled_and_skip_whole_subtrees() {
+        let flat = Flat::of(&sample());
+        let labels: Vec<Label<'_>> = flat.children(Flat::ROOT).map(|(l, _)| l).collect();
+        assert_eq!(
+            labels,
+            [
+                Label::Key("accounts"),
+                Label::Key("names"),
+                Label::Key("inputs"),
+                Label::Key("ratio"),
+                Label::Key("unit")
+            ]
+        );
+        let inputs = flat.child(Flat::ROOT, Label::Key("inputs")).unwrap();
+        assert_eq!(flat.container(inputs), Some((Kind::Seq, 4)));
+        let pair = flat.child(inputs, Label::Index(2)).unwrap();
+        let inner = flat.child(pair, Label::Key("Pair")).unwrap();
+        assert_eq!(flat.preview_string(inner, 50), "[1, -1]");
+        assert_eq!(flat.child(inputs, Label::Index(4)), None);
+        assert_eq!(
+            flat.children(flat.child(Flat::ROOT, Label::Key("ratio")).unwrap())
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn equal_values_compare_equal_wherever_they_sit() {
+        let a = Flat::of(&sample());
+        let mut changed = sample();
+        changed.names.insert(7, "SEVEN".into());
+        let b = Flat::of(&changed);
+        let names = |f: &Flat| f.child(Flat::ROOT, Label::Key("names")).unwrap();
+        let accounts = |f: &Flat| f.child(Flat::ROOT, Label::Key("accounts")).unwrap();
+        assert!(a.same(accounts(&a), &b, accounts(&b)));
+        assert!(!a.same(names(&a), &b, names(&b)));
+        assert!(!a.same(Flat::ROOT, &b, Flat::ROOT));
+        assert!(a.same(Flat::ROOT, &Flat::of(&sample()), Flat::ROOT));
+    }
+}

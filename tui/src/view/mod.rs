@@ -1,0 +1,549 @@
+//! Drawing: the layout, and what each pane shows of the application's state. Only the rows on
+//! screen are formatted, so a frame costs the same on ten inputs or ten million.
+
+mod format;
+mod state;
+mod theme;
+mod timeline;
+
+use flightrec_replayer::tree::{self, Path, Segment};
+use flightrec_replayer::{Fate, History};
+use flightrec_schemas::Machine;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Clear, Paragraph, Widget, Wrap};
+use ratatui::Frame;
+
+pub use format::{count, offset, utc};
+pub use state::{Changed, ChangesView, TreeLine, TreeView};
+pub use theme::Theme;
+pub use timeline::{pane, TimelineLine, TimelineView, Tone};
+
+use crate::app::{App, Focus, PromptKind};
+use crate::keys::HELP;
+use crate::outline::{self, Change, Flat, Label};
+use crate::scan::Purpose;
+use crate::timeline::Row;
+
+/// Longest value preview in the tree, in bytes.
+const PREVIEW: usize = 160;
+
+/// Draws the whole screen.
+pub fn draw<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>) {
+    let [main, status, hint] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main);
+    let detail_height = (left.height / 3).clamp(3, 12);
+    let [timeline_area, detail_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail_height)]).areas(left);
+    let [state_area, changes_area] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(detail_height)]).areas(right);
+    app.areas.timeline = timeline_area;
+    app.areas.state = state_area;
+
+    draw_timeline(app, frame, timeline_area);
+    let detail = detail_lines(app);
+    Paragraph::new(detail)
+        .wrap(Wrap { trim: false })
+        .block(pane(" selected ".into(), false, app.theme))
+        .render(detail_area, frame.buffer_mut());
+    draw_state(app, frame, state_area);
+    let theme = app.theme;
+    let empty = match app.selected_row() {
+        Row::Input(_) => "this input changed nothing",
+        _ => "select an input to see what it changed",
+    };
+    ChangesView {
+        changes: app.changes(),
+        empty,
+        theme,
+    }
+    .render(changes_area, frame.buffer_mut());
+    Paragraph::new(status_line(app))
+        .style(theme.status())
+        .render(status, frame.buffer_mut());
+    Paragraph::new(hint_line(app)).render(hint, frame.buffer_mut());
+    if app.help {
+        draw_help(frame, main, theme);
+    }
+}
+
+fn draw_timeline<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area: Rect) {
+    let height = usize::from(area.height.saturating_sub(2));
+    let total = app.timeline.len(&app.rows);
+    app.timeline_top = scrolled(app.timeline_top, app.selected, height, total);
+    let end = total.min(app.timeline_top + height);
+    let end_ns = end_time(&app.history);
+    let lines: Vec<TimelineLine> = (app.timeline_top..end)
+        .filter_map(|position| app.timeline.row(&app.rows, position))
+        .map(|row| timeline_line(app, row, end_ns))
+        .collect();
+    let filtered = match &app.filter {
+        Some(spec) => format!(", filter {spec:?}"),
+        None => String::new(),
+    };
+    let hidden = if app.show_traces {
+        ""
+    } else {
+        ", events hidden"
+    };
+    let title = format!(
+        " timeline {}/{}{filtered}{hidden} ",
+        count(app.selected as u64 + 1),
+        count(total as u64)
+    );
+    TimelineView {
+        lines: &lines,
+        selected: app.selected.checked_sub(app.timeline_top),
+        title,
+        focused: app.focus == Focus::Timeline,
+        theme: app.theme,
+    }
+    .render(area, frame.buffer_mut());
+}
+
+/// The first row on screen so that `selected` is visible, moving as little as possible.
+fn scrolled(top: usize, selected: usize, height: usize, total: usize) -> usize {
+    let top = if selected < top {
+        selected
+    } else if height > 0 && selected >= top + height {
+        selected + 1 - height
+    } else {
+        top
+    };
+    top.min(total.saturating_sub(height.max(1)))
+}
+
+/// When the recording ended: the crash, the exit, or the last input.
+fn end_time<M: Machine + Clone>(history: &History<M>) -> u64 {
+    let summary = history.summary();
+    summary
+        .crash
+        .as_ref()
+        .map(|crash| crash.time_unix_ns)
+        .or(summary.exited_unix_ns)
+        .or_else(|| {
+            history
+                .input(history.len().checked_sub(1)?)
+                .map(|e| e.unix_ns)
+        })
+        .unwrap_or(summary.created_unix_ns)
+}
+
+fn timeline_line<M: Machine + Clone>(app: &App<M>, row: Row, end_ns: u64) -> TimelineLine {
+    let history = &app.history;
+    let relative = |unix_ns: u64| offset(i128::from(unix_ns) - i128::from(end_ns));
+    match row {
+        Row::Input(index) => {
+            let Some(event) = history.input(index) else {
+                return damaged_line(index);
+            };
+            let panicked = history.panics().iter().any(|p| p.index == index);
+            let check = history
+                .verification()
+                .checks
+                .iter()
+                .find(|c| c.seq == event.seq);
+            let (mark, tone) = if panicked || check.is_some_and(|c| !c.passed()) {
+                ("✖", Tone::Alarm)
+            } else if app.timeline.is_checkpoint(index) {
+                ("◆", Tone::Checkpoint)
+            } else {
+                (" ", Tone::Input)
+            };
+            TimelineLine {
+                mark,
+                position: format!("#{}", event.seq),
+                time: relative(event.unix_ns),
+                who: "input".into(),
+                text: tree::brief(&tree::tree_of(&event.input)),
+                tone,
+            }
+        }
+        Row::Trace(j) => {
+            let trace = &history.traces()[j];
+            let text = match &trace.event {
+                Some(event) => format!("{} {}", event.level.as_str(), event.message),
+                None => format!("damaged: {}", trace.damage.as_deref().unwrap_or("?")),
+            };
+            TimelineLine {
+                mark: "·",
+                position: String::new(),
+                time: relative(trace.unix_ns),
+                who: trace.thread.clone(),
+                text,
+                tone: Tone::Trace,
+            }
+        }
+        Row::End => TimelineLine {
+            mark: if ended_badly(history) { "✖" } else { "■" },
+            position: String::new(),
+            time: relative(end_ns),
+            who: "end".into(),
+            text: fate(history),
+            tone: Tone::End,
+        },
+    }
+}
+
+fn damaged_line(index: usize) -> TimelineLine {
+    TimelineLine {
+        mark: "✖",
+        position: format!("[{index}]"),
+        time: String::new(),
+        who: "input".into(),
+        text: "does not decode".into(),
+        tone: Tone::Alarm,
+    }
+}
+
+fn ended_badly<M: Machine + Clone>(history: &History<M>) -> bool {
+    matches!(history.summary().status, Fate::Crashed | Fate::Died)
+}
+
+/// How the recording ended, on one line.
+fn fate<M: Machine + Clone>(history: &History<M>) -> String {
+    let summary = history.summary();
+    match (summary.status, &summary.crash) {
+        (Fate::Crashed, Some(crash)) => match (crash.signal_name, &crash.location) {
+            (Some(signal), _) => format!("crashed: {signal} in thread {}", crash.thread),
+            (None, Some(location)) => format!("crashed: panic at {location}: {}", crash.message),
+            (None, None) => format!("crashed: {}", crash.message),
+        },
+        (Fate::Crashed, None) => "crashed (the cause was not recorded)".into(),
+        (Fate::Died, _) => "died without a word: SIGKILL, the OOM killer, or power loss".into(),
+        (Fate::Exited, _) => "exited cleanly".into(),
+        (Fate::Running, _) => "still recording when the file was read".into(),
+    }
+}
+
+/// How the recording ended, in a few words.
+fn short_fate<M: Machine + Clone>(history: &History<M>) -> String {
+    let summary = history.summary();
+    match (&summary.crash, summary.status) {
+        (Some(crash), Fate::Crashed) => match crash.signal_name {
+            Some(signal) => format!("crashed: {signal}"),
+            None => "crashed: panic".into(),
+        },
+        (_, status) => status.as_str().into(),
+    }
+}
+
+/// The selected row in full.
+fn detail_lines<M: Machine + Clone>(app: &App<M>) -> Vec<Line<'static>> {
+    let history = &app.history;
+    let theme = app.theme;
+    let label = |text: String| Span::styled(text, theme.label());
+    match app.selected_row() {
+        Row::Input(index) => {
+            let Some(event) = history.input(index) else {
+                return vec![Line::styled("this input does not decode", theme.alarm())];
+            };
+            let mut lines = vec![Line::from(vec![
+                label(format!("input #{}", event.seq)),
+                Span::raw(format!(
+                    " at {} (position {} of the history)",
+                    utc(event.unix_ns),
+                    index
+                )),
+            ])];
+            let input = Flat::of(&event.input);
+            lines.extend(value_lines(&input, Flat::ROOT, 0, theme));
+            if app.timeline.is_checkpoint(index) {
+                let check = history
+                    .verification()
+                    .checks
+                    .iter()
+                    .find(|c| c.seq == event.seq);
+                let verdict = match check {
+                    Some(check) if check.passed() => "its recorded state hash matches the replay",
+                    Some(_) => "its recorded state hash DIFFERS from the replay",
+                    None => "not verified",
+                };
+                lines.push(Line::styled(
+                    format!("◆ checkpoint taken before this input: {verdict}"),
+                    theme.checkpoint(),
+                ));
+            }
+            for panic in history.panics().iter().filter(|p| p.index == index) {
+                let at = panic.location.as_deref().unwrap_or("unknown location");
+                lines.push(Line::styled(
+                    format!("✖ apply panicked in replay at {at}: {}", panic.message),
+                    theme.alarm(),
+                ));
+            }
+            lines
+        }
+        Row::Trace(j) => {
+            let trace = &history.traces()[j];
+            let lane = history
+                .lane_names()
+                .get(trace.lane)
+                .cloned()
+                .unwrap_or_default();
+            let mut lines = vec![Line::from(vec![
+                label(format!("trace event, thread {}", trace.thread)),
+                Span::raw(format!(
+                    " (lane {lane}, #{}) at {}",
+                    trace.seq,
+                    utc(trace.unix_ns)
+                )),
+            ])];
+            match (&trace.event, &trace.damage) {
+                (Some(event), _) => {
+                    let kind = format!("{:?}", event.kind).to_lowercase();
+                    lines.push(Line::raw(format!(
+                        "{kind}, {}, tid {}",
+                        event.level.as_str(),
+                        event.tid
+                    )));
+                    lines.push(Line::raw(event.message.clone()));
+                    if event.truncated {
+                        lines.push(Line::styled(
+                            "(the message was cut to fit its lane)",
+                            theme.quiet(),
+                        ));
+                    }
+                }
+                (None, damage) => lines.push(Line::styled(
+                    format!("damaged: {}", damage.as_deref().unwrap_or("unknown")),
+                    theme.alarm(),
+                )),
+            }
+            lines
+        }
+        Row::End => end_lines(history, theme),
+    }
+}
+
+fn end_lines<M: Machine + Clone>(history: &History<M>, theme: Theme) -> Vec<Line<'static>> {
+    let summary = history.summary();
+    let mut lines = vec![Line::styled(fate(history), theme.alarm())];
+    if let Some(crash) = &summary.crash {
+        lines.push(Line::raw(format!(
+            "thread {} (tid {}) at {}",
+            crash.thread,
+            crash.tid,
+            utc(crash.time_unix_ns)
+        )));
+        if let Some(address) = &crash.fault_addr {
+            lines.push(Line::raw(format!("fault address {address}")));
+        }
+        if crash.signal_name.is_some() {
+            lines.push(Line::raw(crash.message.clone()));
+        }
+    }
+    lines.push(Line::raw(format!(
+        "{} inputs replayed from the checkpoint at input #{}; {} panicked in replay",
+        count(history.len() as u64),
+        history.base_seq(),
+        count(history.panic_count() as u64)
+    )));
+    lines
+}
+
+/// A small value (an input) unfolded as indented lines.
+fn value_lines(flat: &Flat, node: usize, depth: usize, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = Vec::new();
+    for (label, child) in flat.children(node) {
+        let name = match label {
+            Label::Index(i) => format!("[{i}]"),
+            Label::Key(key) => key.to_owned(),
+        };
+        let pad = "  ".repeat(depth + 1);
+        if flat.container(child).is_some() && flat.end(child) - child > 8 {
+            lines.push(Line::from(vec![
+                Span::raw(pad),
+                Span::styled(name, theme.label()),
+            ]));
+            lines.extend(value_lines(flat, child, depth + 1, theme));
+        } else {
+            lines.push(Line::from(vec![
+                Span::raw(pad),
+                Span::styled(format!("{name}: "), theme.label()),
+                Span::raw(flat.preview_string(child, PREVIEW)),
+            ]));
+        }
+    }
+    if lines.is_empty() && depth == 0 {
+        lines.push(Line::raw(format!(
+            "  {}",
+            flat.preview_string(node, PREVIEW)
+        )));
+    }
+    lines
+}
+
+fn draw_state<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area: Rect) {
+    let height = usize::from(area.height.saturating_sub(2));
+    let flat = app.state_flat();
+    let total = outline::window(&flat, &app.expanded, 0, 0).total;
+    app.tree_selected = app.tree_selected.min(total.saturating_sub(1));
+    app.tree_top = scrolled(app.tree_top, app.tree_selected, height, total);
+    let window = outline::window(&flat, &app.expanded, app.tree_top, height);
+    let changes = app.changes().to_vec();
+    let lines: Vec<TreeLine> = window
+        .rows
+        .iter()
+        .map(|row| tree_line(&flat, row, &changes))
+        .collect();
+    let applied = app.applied();
+    let title = match applied.checked_sub(1) {
+        Some(index) => format!(
+            " state after input #{} ",
+            app.history.base_seq() + index as u64
+        ),
+        None => " state of the base checkpoint ".into(),
+    };
+    let focused = app.focus == Focus::State;
+    TreeView {
+        lines: &lines,
+        selected: focused
+            .then(|| app.tree_selected.checked_sub(app.tree_top))
+            .flatten(),
+        title,
+        focused,
+        theme: app.theme,
+    }
+    .render(area, frame.buffer_mut());
+}
+
+fn tree_line(flat: &Flat, row: &outline::Row, changes: &[Change]) -> TreeLine {
+    let label = match row.path.0.last() {
+        Some(Segment::Index(i)) => format!("[{i}]"),
+        Some(Segment::Key(key)) => key.clone(),
+        None => "(state)".into(),
+    };
+    let (fold, value) = match flat.container(row.node) {
+        Some((kind, len)) if row.open => ("▾", size(kind, len)),
+        Some(_) => ("▸", flat.preview_string(row.node, PREVIEW)),
+        None => (" ", flat.preview_string(row.node, PREVIEW)),
+    };
+    TreeLine {
+        depth: row.depth,
+        fold,
+        label,
+        value,
+        changed: changed(&row.path, changes),
+    }
+}
+
+fn size(kind: outline::Kind, len: usize) -> String {
+    match kind {
+        outline::Kind::Seq => format!("[{} items]", count(len as u64)),
+        outline::Kind::Map => format!("{{{} fields}}", count(len as u64)),
+    }
+}
+
+/// Whether `path` is a changed value, inside one, or holds one.
+fn changed(path: &Path, changes: &[Change]) -> Changed {
+    let mut verdict = Changed::No;
+    for change in changes {
+        if path.0.starts_with(&change.path.0) {
+            return Changed::Here;
+        }
+        if change.path.0.starts_with(&path.0) {
+            verdict = Changed::Inside;
+        }
+    }
+    verdict
+}
+
+fn status_line<M: Machine + Clone>(app: &App<M>) -> Line<'static> {
+    let history = &app.history;
+    let summary = history.summary();
+    let mut parts = Vec::new();
+    match app.selected_row() {
+        Row::Input(index) => parts.push(format!(
+            "input #{} ({} of {})",
+            history.base_seq() + index as u64,
+            count(index as u64 + 1),
+            count(history.len() as u64)
+        )),
+        Row::Trace(_) => parts.push(format!(
+            "event after {} of {} inputs",
+            count(app.applied() as u64),
+            count(history.len() as u64)
+        )),
+        Row::End => parts.push(format!(
+            "the end, after {} inputs",
+            count(history.len() as u64)
+        )),
+    }
+    parts.push(format!("{} {}", summary.machine.name, short_fate(history)));
+    let lost: u64 = summary.lanes.iter().map(|lane| lane.lost).sum();
+    if lost > 0 {
+        parts.push(format!("{} records overwritten or lost", count(lost)));
+    }
+    let verification = history.verification();
+    let checks = verification.checks.len();
+    let passed = verification.checks.iter().filter(|c| c.passed()).count();
+    parts.push(if verification.passed() {
+        format!("verified {passed}/{checks}")
+    } else {
+        format!("DIVERGED: {passed}/{checks} hashes match")
+    });
+    Line::raw(format!(" {}", parts.join(" · ")))
+}
+
+fn hint_line<M: Machine + Clone>(app: &App<M>) -> Line<'static> {
+    if let Some(prompt) = &app.prompt {
+        let what = match prompt.kind {
+            PromptKind::Search => "search: ",
+            PromptKind::Filter => "filter (input, trace, lane:NAME, text; empty clears): ",
+        };
+        return Line::from(vec![
+            Span::styled(what, app.theme.label()),
+            Span::raw(format!("{}▏", prompt.text)),
+        ]);
+    }
+    if let Some(scan) = &app.scan {
+        let what = match scan.purpose {
+            Purpose::Filter { .. } => "filtering",
+            Purpose::Search { .. } => "searching",
+        };
+        return Line::raw(format!(
+            "{what}… {:.0}% of {} rows, {:.1}s (Esc cancels)",
+            scan.fraction() * 100.0,
+            count(scan.len as u64),
+            scan.started.elapsed().as_secs_f64()
+        ));
+    }
+    if let Some(message) = &app.message {
+        return Line::raw(message.clone());
+    }
+    Line::styled(
+        "←→ step  ↑↓ move  Tab pane  Enter fold  w who changed it  [ ] checkpoints  / search  f filter  t events  ? help  q quit",
+        app.theme.quiet(),
+    )
+}
+
+fn draw_help(frame: &mut Frame<'_>, area: Rect, theme: Theme) {
+    let width = 62.min(area.width);
+    let height = (HELP.len() as u16 + 4).min(area.height);
+    let popup = Rect::new(
+        area.x + (area.width - width) / 2,
+        area.y + (area.height - height) / 2,
+        width,
+        height,
+    );
+    let mut lines: Vec<Line<'_>> = HELP
+        .iter()
+        .map(|(keys, what)| {
+            Line::from(vec![
+                Span::styled(format!("{keys:>10}  "), theme.label()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::styled("any key closes this help", theme.quiet()));
+    Clear.render(popup, frame.buffer_mut());
+    Paragraph::new(lines)
+        .block(pane(" keys ".into(), true, theme))
+        .render(popup, frame.buffer_mut());
+}
