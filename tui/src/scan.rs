@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use crate::timeline::{Row, Rows};
 
 /// What a search or a filter looks for. A filter's words: `input` or `trace` keep one kind,
-/// `lane:NAME` one lane or thread, anything else is text; a search is all text. Text matches
-/// case-insensitively anywhere in a row's one-line description.
+/// `lane:NAME` one lane or thread, anything else is text; a search is all text. A row matches
+/// text when each of its words appears, in any case, somewhere in the row's one-line description.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Query {
     /// Only inputs (`Some(true)`) or only trace events (`Some(false)`).
@@ -54,7 +54,10 @@ impl Query {
             && self
                 .text
                 .as_ref()
-                .is_none_or(|wanted| text().to_lowercase().contains(wanted.as_str()))
+                .is_none_or(|wanted| {
+                    let text = text().to_lowercase();
+                    wanted.split_whitespace().all(|word| text.contains(word))
+                })
     }
 }
 
@@ -183,6 +186,7 @@ mod tests {
         assert_eq!(query.lane.as_deref(), Some("settlement"));
         assert_eq!(query.text.as_deref(), Some("batch done"));
         assert!(query.matches(false, "settlement", || "a BATCH DONE b".into()));
+        assert!(query.matches(false, "settlement", || "done with the batch".into()));
         assert!(!query.matches(true, "settlement", || "batch done".into()));
         assert!(!query.matches(false, "main", || "batch done".into()));
         assert!(Query::filter("  ").matches(true, "x", || unreachable!("no text to match")));
