@@ -13,7 +13,7 @@
 //! crashes), so every state shown is a tree of about 200,000 values: the tree pane must not
 //! cost in proportion to it. The screen is 200 x 50 cells on ratatui's `TestBackend`.
 //!
-//! The ring file (about 700 MiB, on tmpfs where there is one) is recorded and replayed once
+//! The ring file (about 1 GiB, on tmpfs where there is one) is recorded and replayed once
 //! before the benchmarks; that takes a few seconds and is printed.
 
 mod common;
@@ -94,7 +94,7 @@ fn history(dir: &std::path::Path) -> History<Bank> {
     let started = Instant::now();
     let mut recorded = Builder::new()
         .path(dir.join("bank.ring"))
-        .input_lane_bytes(HISTORY_INPUTS * 64 + (1 << 20))
+        .input_lane_bytes(1 << 30) // lanes hold a power of two of slots: 16,777,216
         .trace_lanes(1)
         .trace_lane_bytes(1 << 20)
         .state_capacity(4 << 20)
@@ -129,37 +129,36 @@ fn history(dir: &std::path::Path) -> History<Bank> {
     history
 }
 
-fn terminal() -> Terminal<TestBackend> {
+fn test_terminal() -> Terminal<TestBackend> {
     Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal")
 }
 
 /// Presses `key` and draws the screen.
 fn press(app: &mut App<Bank>, terminal: &mut Terminal<TestBackend>, key: Action) {
     app.handle(key);
-    terminal
-        .draw(|frame| view::draw(app, frame))
-        .expect("draw");
+    terminal.draw(|frame| view::draw(app, frame)).expect("draw");
 }
 
 fn tui_10m(c: &mut Criterion) {
     let dir = ring_dir();
     let mut app = App::new(history(dir.path()));
     app.set_theme(Theme::new(true));
-    let mut terminal = terminal();
+    let mut terminal = test_terminal();
     terminal
         .draw(|frame| view::draw(&mut app, frame))
         .expect("draw");
 
     let mut group = c.benchmark_group("tui_10M");
     group.bench_function("static_screen", |b| {
-        let mut terminal = terminal();
+        let mut terminal = test_terminal();
         let lines: Vec<Line<'_>> = (0..HEIGHT)
             .map(|row| Line::raw(format!("{row:>4} {}", "static text ".repeat(20))))
             .collect();
         b.iter(|| {
             terminal
                 .draw(|frame| {
-                    let text = Paragraph::new(lines.clone()).block(Block::new().borders(Borders::ALL));
+                    let text =
+                        Paragraph::new(lines.clone()).block(Block::new().borders(Borders::ALL));
                     frame.render_widget(text, frame.area());
                 })
                 .expect("draw");

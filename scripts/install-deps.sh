@@ -3,8 +3,8 @@
 # Idempotent; uses apt-get when running as root (CI and the project's machines are root).
 set -euo pipefail
 
-packages=()
-# (none yet beyond the toolchain; the TUI and export issues add tmux and capnproto here)
+# tmux: the TUI's end-to-end test runs the real binary in a terminal (tests/tui_tmux.rs).
+packages=(tmux)
 
 missing=()
 for pkg in "${packages[@]}"; do

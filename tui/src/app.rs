@@ -528,15 +528,17 @@ impl<M: Machine + Clone> App<M> {
             let entry = self.states.remove(at);
             self.states.push(entry);
         } else {
-            let flat = match applied.checked_sub(1) {
-                None => Flat::of(self.history.base_state()),
-                Some(index) => self
-                    .history
-                    .state_after(index)
-                    .map_or_else(Flat::default, Flat::of),
+            // The evicted state's memory is reused when nothing else holds it.
+            let mut flat = match self.states.len() {
+                STATES_KEPT => Rc::try_unwrap(self.states.remove(0).1).unwrap_or_default(),
+                _ => Flat::default(),
             };
-            if self.states.len() == STATES_KEPT {
-                self.states.remove(0);
+            match applied.checked_sub(1) {
+                None => flat.refill(self.history.base_state()),
+                Some(index) => match self.history.state_after(index) {
+                    Some(state) => flat.refill(state),
+                    None => flat = Flat::default(),
+                },
             }
             self.states.push((applied, Rc::new(flat)));
         }

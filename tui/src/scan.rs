@@ -51,13 +51,10 @@ impl Query {
                 .lane
                 .as_ref()
                 .is_none_or(|wanted| lane.to_lowercase() == *wanted)
-            && self
-                .text
-                .as_ref()
-                .is_none_or(|wanted| {
-                    let text = text().to_lowercase();
-                    wanted.split_whitespace().all(|word| text.contains(word))
-                })
+            && self.text.as_ref().is_none_or(|wanted| {
+                let text = text().to_lowercase();
+                wanted.split_whitespace().all(|word| text.contains(word))
+            })
     }
 }
 

@@ -181,7 +181,11 @@ impl TerminalGuard {
             restore();
             return Err(error);
         }
-        let terminal = Terminal::new(CrosstermBackend::new(stdout)).inspect_err(|_| restore())?;
+        let mut terminal =
+            Terminal::new(CrosstermBackend::new(stdout)).inspect_err(|_| restore())?;
+        // Some terminals keep old text on the alternate screen; ratatui draws only what differs
+        // from a blank screen.
+        terminal.clear().inspect_err(|_| restore())?;
         Ok(TerminalGuard { terminal })
     }
 }

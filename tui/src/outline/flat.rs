@@ -76,11 +76,20 @@ impl Flat {
     /// state must not fail.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Flat {
         let mut flat = Flat::default();
-        if let Err(error) = value.serialize(&mut flat) {
-            flat = Flat::default();
-            flat.push_text(format!("<cannot show: {error}>"));
-        }
+        flat.refill(value);
         flat
+    }
+
+    /// Flattens `value` into this `Flat`'s memory: a state of a million tokens flattened into
+    /// fresh memory spends as long faulting pages in as serializing.
+    pub fn refill<T: Serialize + ?Sized>(&mut self, value: &T) {
+        self.tokens.clear();
+        self.texts.clear();
+        if let Err(error) = value.serialize(&mut *self) {
+            self.tokens.clear();
+            self.texts.clear();
+            self.push_text(format!("<cannot show: {error}>"));
+        }
     }
 
     /// The root value's index.

@@ -382,10 +382,14 @@ fn value_lines(flat: &Flat, node: usize, depth: usize, theme: Theme) -> Vec<Line
 fn draw_state<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area: Rect) {
     let height = usize::from(area.height.saturating_sub(2));
     let flat = app.state_flat();
-    let total = outline::window(&flat, &app.expanded, 0, 0).total;
-    app.tree_selected = app.tree_selected.min(total.saturating_sub(1));
-    app.tree_top = scrolled(app.tree_top, app.tree_selected, height, total);
-    let window = outline::window(&flat, &app.expanded, app.tree_top, height);
+    // One walk gives the rows and the total; a second only when the tree shrank under the view.
+    let top = scrolled(app.tree_top, app.tree_selected, height, usize::MAX);
+    let mut window = outline::window(&flat, &app.expanded, top, height);
+    app.tree_selected = app.tree_selected.min(window.total.saturating_sub(1));
+    app.tree_top = scrolled(top, app.tree_selected, height, window.total);
+    if app.tree_top != top {
+        window = outline::window(&flat, &app.expanded, app.tree_top, height);
+    }
     let changes = app.changes().to_vec();
     let lines: Vec<TreeLine> = window
         .rows
