@@ -6,7 +6,8 @@
 //! |-----------|---------------------|---------------------------------------------------------|
 //! | `tui_10M` | `static_screen`     | baseline: draw a screen of fixed text, every cell set    |
 //! | `tui_10M` | `step_back`         | ← : the previous input, its state, diff and tree, drawn  |
-//! | `tui_10M` | `jump_first_last`   | Home or End, alternately: across all 10M inputs, drawn  |
+//! | `tui_10M` | `jump_first_last`   | Home or End, alternately, across all 10M inputs, drawn;  |
+//! |           |                     | the states kept for stepping are dropped first           |
 //! | `tui_10M` | `page_down`         | PgDn in the timeline, drawn                              |
 //!
 //! The machine is a ledger of 65,536 accounts (the size the demo's ledger reaches when it
@@ -174,6 +175,7 @@ fn tui_10m(c: &mut Criterion) {
         b.iter(|| {
             first = !first;
             let key = if first { Action::First } else { Action::Last };
+            app.forget_states();
             press(&mut app, &mut terminal, key)
         })
     });

@@ -135,6 +135,14 @@ impl<M: Machine + Clone> App<M> {
         self.theme = theme;
     }
 
+    /// Drops the flattened states kept for stepping, so that a benchmark measures a jump
+    /// rather than the cache.
+    #[doc(hidden)]
+    pub fn forget_states(&mut self) {
+        self.states.clear();
+        self.changes = None;
+    }
+
     /// Whether the user asked to leave.
     pub fn should_quit(&self) -> bool {
         self.quit

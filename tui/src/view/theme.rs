@@ -80,3 +80,27 @@ impl Theme {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_colour_only_modifiers_remain() {
+        let plain = Theme::new(false);
+        for style in [
+            plain.selected(),
+            plain.changed(),
+            plain.holds_change(),
+            plain.alarm(),
+            plain.checkpoint(),
+            plain.quiet(),
+            plain.label(),
+            plain.focused(),
+            plain.status(),
+        ] {
+            assert_eq!((style.fg, style.bg), (None, None), "{style:?}");
+        }
+        assert!(Theme::new(true).alarm().fg.is_some());
+    }
+}
