@@ -36,8 +36,8 @@ pub mod demo;
 pub use flightrec_recorder as recorder;
 pub use flightrec_replayer as replayer;
 pub use flightrec_schemas as schemas;
-pub use flightrec_tui as tui;
 pub use flightrec_schemas::{Machine, Tick};
+pub use flightrec_tui as tui;
 
 /// The README's examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

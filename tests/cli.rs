@@ -335,7 +335,7 @@ fn inspect_json_describes_the_crashed_demo() {
     let s = inspect_json(&ring);
 
     assert_eq!(s["path"].as_str(), Some(ring.to_str().unwrap()));
-    assert_eq!(s["format_version"].as_u64(), Some(1));
+    assert_eq!(s["format_version"].as_u64(), Some(2));
     assert_eq!(str_at(&s["machine"], "name"), "ledger");
     assert!(s["machine"]["version"].is_u64(), "{}", s["machine"]);
     assert_eq!(str_at(&s, "status"), "crashed");

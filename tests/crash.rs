@@ -491,8 +491,8 @@ fn verify_lane(
     info: &LaneInfo,
     expected: impl Fn(u64) -> Vec<u8>,
 ) -> u64 {
-    let first = lane.records.first().map_or(lane.recorded, |r| r.seq);
-    let seqs: Vec<u64> = lane.records.iter().map(|r| r.seq).collect();
+    let first = lane.first().map_or(lane.recorded, |r| r.seq);
+    let seqs = lane.seqs();
     let run: Vec<u64> = (first..lane.recorded).collect();
     assert!(
         seqs == run,
@@ -501,10 +501,9 @@ fn verify_lane(
         lane.recorded,
         lane.gaps
     );
-    for record in &lane.records {
-        let payload = lane.payload(record);
+    for record in lane {
         assert!(
-            payload == expected(record.seq),
+            record.payload == expected(record.seq),
             "{what}: payload of record {}",
             record.seq
         );
@@ -521,11 +520,11 @@ fn verify_lane(
         first,
         "{what}: only the oldest records are lost"
     );
-    let Some(last) = lane.records.last() else {
+    let Some(last) = lane.last() else {
         assert!(lane.torn.is_empty(), "{what}: torn {:?}", lane.torn);
         return first;
     };
-    let in_flight = last.pos + slots_for(lane.payload(last).len() as u32);
+    let in_flight = last.pos + slots_for(last.payload.len() as u32);
     let span = slots_for(expected(lane.recorded).len() as u32);
     for &torn in &lane.torn {
         let offset = (torn + info.slot_count - in_flight % info.slot_count) % info.slot_count;
@@ -546,8 +545,8 @@ fn verify_inputs(ring: &Ring) -> LaneRecords {
     let info = &ring.header().lanes[0];
     let lane = recover_lane(ring, info);
     let first = verify_lane("input lane", &lane, info, encoded_input);
-    for record in &lane.records {
-        let decoded = Checksum::decode_input(lane.payload(record)).expect("inputs decode");
+    for record in &lane {
+        let decoded = Checksum::decode_input(record.payload).expect("inputs decode");
         assert_eq!(decoded, input(record.seq));
     }
     verify_checkpoints_and_replay(ring, &lane, first);
@@ -596,8 +595,8 @@ fn verify_checkpoints_and_replay(ring: &Ring, inputs: &LaneRecords, first: u64) 
         .find(|c| c.header.input_seq == base)
         .expect("the base is a checkpoint");
     let mut machine = Checksum::decode_state(&from.state).expect("checkpoints decode");
-    for record in inputs.records.iter().filter(|r| r.seq >= base) {
-        let input = Checksum::decode_input(inputs.payload(record)).expect("inputs decode");
+    for record in inputs.iter().filter(|r| r.seq >= base) {
+        let input = Checksum::decode_input(record.payload).expect("inputs decode");
         let tick = Tick {
             seq: record.seq,
             unix_ns: 0,
@@ -627,8 +626,8 @@ fn verify_trace_lanes(ring: &Ring) -> Vec<u64> {
             .strip_prefix("tracer-")
             .and_then(|n| n.parse().ok())
             .unwrap_or_else(|| panic!("lane of unexpected thread {name:?}"));
-        let first = lane.records.first().expect("each tracer traced");
-        let tid = TraceEvent::decode(lane.payload(first))
+        let first = lane.first().expect("each tracer traced");
+        let tid = TraceEvent::decode(first.payload)
             .expect("events decode")
             .tid;
         assert_ne!(tid, 0);
@@ -637,8 +636,8 @@ fn verify_trace_lanes(ring: &Ring) -> Vec<u64> {
             0 => thread_record_payload(&name, tid),
             _ => expected_trace_payload(thread, tid, seq - 1),
         });
-        for record in &lane.records {
-            TraceEvent::decode(lane.payload(record)).expect("events decode");
+        for record in &lane {
+            TraceEvent::decode(record.payload).expect("events decode");
         }
         recorded[thread] = lane.recorded.saturating_sub(1);
     }
@@ -858,23 +857,23 @@ fn a_record_torn_while_publishing_its_continuations_counts_once() {
     record(&mut recorded, 0..150);
     recorded.finish();
     let info = Ring::open(&path).unwrap().header().lanes[0];
-    let last = {
+    let (last_seq, last_pos) = {
         let lane = recover_lane(&Ring::open(&path).unwrap(), &info);
-        let last = *lane.records.last().expect("records");
-        assert_eq!(slots_for(lane.payload(&last).len() as u32), 4);
-        last
+        let last = lane.last().expect("records");
+        assert_eq!(slots_for(last.payload.len() as u32), 4);
+        (last.seq, last.pos)
     };
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     for slot in [0, 2, 3] {
-        let index = (last.pos + slot) % info.slot_count;
+        let index = (last_pos + slot) % info.slot_count;
         let stamp = info.slots_offset() + index * SLOT_SIZE;
         file.write_all_at(&0u64.to_le_bytes(), stamp).unwrap();
     }
     let lane = recover_lane(&Ring::open(&path).unwrap(), &info);
-    assert_eq!(lane.recorded, last.seq, "the torn record is not retained");
+    assert_eq!(lane.recorded, last_seq, "the torn record is not retained");
     assert_eq!(
         lane.torn,
-        vec![last.pos % info.slot_count],
+        vec![last_pos % info.slot_count],
         "one torn record"
     );
 }

@@ -192,10 +192,11 @@ impl LaneMemory {
         }
     }
 
-    /// The lane's slots.
+    /// The lane's slots. A reference, not a copy: the hot path then reads them in place instead
+    /// of copying them to the stack for the calls it makes on its cold branches.
     #[inline(always)]
-    pub fn slots(&self) -> Slots<'_> {
-        self.slots
+    pub fn slots(&self) -> &Slots<'_> {
+        &self.slots
     }
 
     /// A word of the control block, by its `lane_control` offset.

@@ -47,7 +47,16 @@ impl LaneWriter {
     #[inline]
     pub fn push_prefixed(&mut self, ticks: u64, prefix: u64, body: &[u8]) -> Result<u64, TooLarge> {
         self.fits(body.len() + 8)?;
-        Ok(self.append(|slots, pos, seq| slots.write_prefixed(pos, seq, ticks, prefix, body)))
+        Ok(self.push_prefixed_fitting(ticks, prefix, body))
+    }
+
+    /// [`Self::push_prefixed`] for a caller that has already cut `body` to
+    /// [`Self::max_len`]` - 8` bytes (the trace path does, to flag the cut), so the length is
+    /// not checked twice.
+    #[inline(always)]
+    pub fn push_prefixed_fitting(&mut self, ticks: u64, prefix: u64, body: &[u8]) -> u64 {
+        debug_assert!(body.len() + 8 <= self.max_len as usize);
+        self.append(|slots, pos, seq| slots.write_prefixed(pos, seq, ticks, prefix, body))
     }
 
     /// Refuses (and counts) a record of `len` bytes that the lane cannot hold.
@@ -64,7 +73,7 @@ impl LaneWriter {
     #[inline(always)]
     fn append(&mut self, write: impl FnOnce(&Slots<'_>, u64, u64) -> u64) -> u64 {
         let seq = self.seq;
-        self.pos += write(&self.memory.slots(), self.pos, seq);
+        self.pos += write(self.memory.slots(), self.pos, seq);
         self.seq += 1;
         seq
     }

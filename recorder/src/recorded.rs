@@ -48,10 +48,16 @@ pub struct Recorded<M: Machine> {
     checkpoints: CheckpointWriter,
     cadence: Cadence,
     next_checkpoint_ticks: u64,
+    /// The number of the input after which the input cadence is due (`last_checkpoint_seq`
+    /// plus the cadence, minus one), precomputed so the hot path compares once.
+    due_after_seq: u64,
     last_checkpoint_seq: u64,
     /// Input-lane position where the newest checkpoint's inputs begin; the lane must not wrap
     /// past it (the window invariant).
     window_start: u64,
+    /// `window_start` plus the lane's capacity: a record ending past this position would
+    /// overwrite inputs the newest checkpoint needs.
+    window_end: u64,
     finished: bool,
 }
 
@@ -77,8 +83,10 @@ impl<M: Machine> Recorded<M> {
             checkpoints,
             cadence,
             next_checkpoint_ticks: 0,
+            due_after_seq: 0,
             last_checkpoint_seq: 0,
             window_start: 0,
+            window_end: 0,
             finished: false,
         };
         recorded.checkpoint_at(clock::now(recorded.shared.clock.source));
@@ -97,50 +105,56 @@ impl<M: Machine> Recorded<M> {
     #[inline]
     pub fn apply(&mut self, input: &M::Input) -> Tick {
         let ticks = clock::now(self.clock.source);
-        let recorded = self.record(input, ticks);
-        let seq = self.input.seq() - 1;
+        let (seq, recorded) = self.record(input, ticks);
         let tick = Tick {
             seq,
             unix_ns: self.clock.to_unix_ns(ticks),
         };
         self.machine.apply(input, tick);
-        let due = self.input.seq() - self.last_checkpoint_seq >= self.cadence.inputs
-            || ticks >= self.next_checkpoint_ticks;
+        let due = seq >= self.due_after_seq || ticks >= self.next_checkpoint_ticks;
         if due || !recorded {
             self.checkpoint_at(ticks);
         }
         tick
     }
 
-    /// Writes the input record; false when it could not be recorded (its number is skipped).
+    /// Writes the input record and returns its number, and false when it could not be recorded
+    /// (its number is skipped).
     #[inline(always)]
-    fn record(&mut self, input: &M::Input, ticks: u64) -> bool {
+    fn record(&mut self, input: &M::Input, ticks: u64) -> (u64, bool) {
         if let Some(inline) = M::encode_input_inline(input) {
-            if self.input.pos() + 1 - self.window_start > self.input.capacity() {
+            if self.input.pos() >= self.window_end {
+                // One more slot would overwrite inputs the newest checkpoint needs.
                 self.checkpoint_at(ticks);
             }
-            self.input.push_inline(ticks, &inline);
-            return true;
+            return (self.input.push_inline(ticks, &inline), true);
         }
+        self.record_encoded(input, ticks)
+    }
+
+    /// The serde path of [`Self::record`].
+    #[inline(always)]
+    fn record_encoded(&mut self, input: &M::Input, ticks: u64) -> (u64, bool) {
+        let seq = self.input.seq();
         self.encoded.clear();
         if M::encode_input(input, &mut self.encoded).is_err() {
             self.shared.count(h::INPUTS_UNENCODABLE);
             self.input.skip();
-            return false;
+            return (seq, false);
         }
         let len = self.encoded.len();
         if len <= self.input.max_len() as usize {
             let end = self.input.pos() + LaneWriter::slots_needed(len);
-            if end - self.window_start > self.input.capacity() {
+            if end > self.window_end {
                 // Writing would overwrite inputs the newest checkpoint needs: checkpoint first.
                 self.checkpoint_at(ticks);
             }
         }
         if self.input.push(ticks, &self.encoded).is_err() {
             self.input.skip();
-            return false;
+            return (seq, false);
         }
-        true
+        (seq, true)
     }
 
     #[cold]
@@ -152,7 +166,9 @@ impl<M: Machine> Recorded<M> {
         // Even after a failed checkpoint, move on: retrying on every input would stall the
         // service, and the failure is counted for the reader.
         self.window_start = self.input.pos();
+        self.window_end = self.window_start + self.input.capacity();
         self.last_checkpoint_seq = seq;
+        self.due_after_seq = seq.saturating_add(self.cadence.inputs).saturating_sub(1);
         self.next_checkpoint_ticks = ticks.saturating_add(self.cadence.ticks);
     }
 

@@ -53,7 +53,7 @@ impl Tracer {
     /// Records a point event (a log line).
     #[inline]
     pub fn event(&self, level: Level, message: &str) {
-        self.record(TraceKind::Event, level, Text::Str(message));
+        self.record(TraceKind::Event, level, message);
     }
 
     /// Records a formatted event; see [`event!`](crate::event).
@@ -61,26 +61,43 @@ impl Tracer {
     pub fn event_fmt(&self, level: Level, args: std::fmt::Arguments<'_>) {
         // Plain literals need no formatting.
         match args.as_str() {
-            Some(message) => self.record(TraceKind::Event, level, Text::Str(message)),
-            None => self.record(TraceKind::Event, level, Text::Fmt(args)),
+            Some(message) => self.record(TraceKind::Event, level, message),
+            None => self.record_fmt(TraceKind::Event, level, args),
         }
     }
 
     /// Records that the current thread entered the span `name`.
     pub fn span_enter(&self, level: Level, name: &str) {
-        self.record(TraceKind::SpanEnter, level, Text::Str(name));
+        self.record(TraceKind::SpanEnter, level, name);
     }
 
     /// Records that the current thread left the span `name`.
     pub fn span_exit(&self, level: Level, name: &str) {
-        self.record(TraceKind::SpanExit, level, Text::Str(name));
+        self.record(TraceKind::SpanExit, level, name);
     }
 
-    #[inline]
-    fn record(&self, kind: TraceKind, level: Level, text: Text<'_>) {
+    /// The hot path, inlined whole into the caller: a call would pass the message through
+    /// memory and save and restore registers, which costs as much as the record itself.
+    #[inline(always)]
+    fn record(&self, kind: TraceKind, level: Level, text: &str) {
         let ticks = clock::now(self.shared.clock.source);
+        self.with_lanes(|lanes| lanes.record(&self.shared, ticks, kind, level, text));
+    }
+
+    #[inline(never)]
+    fn record_fmt(&self, kind: TraceKind, level: Level, args: std::fmt::Arguments<'_>) {
+        // The event happens now, not once it is formatted.
+        let ticks = clock::now(self.shared.clock.source);
+        self.with_lanes(|lanes| lanes.record_fmt(&self.shared, ticks, kind, level, args));
+    }
+
+    /// Runs `record` on this thread's lanes, unless the thread is already recording (a signal
+    /// handler or a `Display` impl tracing mid-event) or exiting: then the event is counted as
+    /// dropped.
+    #[inline(always)]
+    fn with_lanes(&self, record: impl FnOnce(&mut ThreadLanes)) {
         let recorded = THREAD_LANES.try_with(|lanes| match lanes.try_borrow_mut() {
-            Ok(mut lanes) => lanes.record(&self.shared, ticks, kind, level, text),
+            Ok(mut lanes) => record(&mut lanes),
             Err(_) => self.shared.count(h::DROPPED_REENTRANT),
         });
         if recorded.is_err() {
@@ -90,19 +107,18 @@ impl Tracer {
     }
 }
 
-/// The text of a trace record: borrowed as is, or formatted into the thread's buffer.
-enum Text<'a> {
-    Str(&'a str),
-    Fmt(std::fmt::Arguments<'a>),
-}
-
 thread_local! {
     static THREAD_LANES: RefCell<ThreadLanes> = const { RefCell::new(ThreadLanes::new()) };
 }
 
 /// The lanes this thread owns, one per recorder it has traced into.
 struct ThreadLanes {
-    owned: Vec<OwnedLane>,
+    /// The lane of the recorder this thread traced into last. It is kept here rather than in
+    /// `others` because the common case is a thread tracing into one recorder: the hot path then
+    /// reads the lane straight from thread-local storage, with no search and no pointer chase.
+    hot: Option<OwnedLane>,
+    /// The lanes of the other recorders this thread has traced into.
+    others: Vec<OwnedLane>,
     formatted: String,
     tid: u32,
 }
@@ -115,61 +131,87 @@ struct OwnedLane {
 impl ThreadLanes {
     const fn new() -> ThreadLanes {
         ThreadLanes {
-            owned: Vec::new(),
+            hot: None,
+            others: Vec::new(),
             formatted: String::new(),
             tid: 0,
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn record(
         &mut self,
         shared: &Arc<Shared>,
         ticks: u64,
         kind: TraceKind,
         level: Level,
-        text: Text<'_>,
+        text: &str,
     ) {
-        let index = match self.owned.iter().position(|l| l.recorder == shared.id) {
-            Some(index) => index,
-            None => match self.claim(shared) {
-                Some(index) => index,
-                None => return shared.count(h::DROPPED_NO_LANE),
-            },
+        let is_hot = matches!(&self.hot, Some(lane) if lane.recorder == shared.id);
+        if !is_hot && !self.make_hot(shared) {
+            return shared.count(h::DROPPED_NO_LANE);
+        }
+        let Some(lane) = &mut self.hot else {
+            return;
         };
-        let text = match text {
-            Text::Str(text) => text,
-            Text::Fmt(args) => {
-                self.formatted.clear();
-                let _ = self.formatted.write_fmt(args);
-                &self.formatted
-            }
-        };
-        let writer = &mut self.owned[index].writer;
+        let writer = &mut lane.writer;
         let room = writer.max_len() as usize - TRACE_HEADER_LEN;
-        let message = flightrec_schemas::header::truncate_utf8(text, room);
-        let flags = if message.len() < text.len() {
-            FLAG_TRUNCATED
-        } else {
-            0
+        let (message, flags) = match text.len() <= room {
+            true => (text, 0),
+            false => truncated(text, room),
         };
         let header = u64::from_le_bytes(encode_header(kind, level, flags, self.tid));
-        // Cannot fail: the message was cut to the lane's limit above.
-        let _ = writer.push_prefixed(ticks, header, message.as_bytes());
+        writer.push_prefixed_fitting(ticks, header, message.as_bytes());
     }
 
-    #[cold]
-    fn claim(&mut self, shared: &Arc<Shared>) -> Option<usize> {
-        if self.tid == 0 {
-            self.tid = gettid();
-        }
-        let writer = claim(shared, self.tid)?;
-        self.owned.push(OwnedLane {
-            recorder: shared.id,
-            writer,
-        });
-        Some(self.owned.len() - 1)
+    /// Formats the event into the thread's reusable buffer, then records it.
+    fn record_fmt(
+        &mut self,
+        shared: &Arc<Shared>,
+        ticks: u64,
+        kind: TraceKind,
+        level: Level,
+        args: std::fmt::Arguments<'_>,
+    ) {
+        let mut text = std::mem::take(&mut self.formatted);
+        text.clear();
+        let _ = text.write_fmt(args);
+        self.record(shared, ticks, kind, level, &text);
+        self.formatted = text;
     }
+
+    /// Makes this thread's lane of `shared` the hot one, claiming one first if the thread has
+    /// none yet. False when every lane is taken.
+    #[cold]
+    #[inline(never)]
+    fn make_hot(&mut self, shared: &Arc<Shared>) -> bool {
+        let lane = match self.others.iter().position(|l| l.recorder == shared.id) {
+            Some(index) => self.others.swap_remove(index),
+            None => {
+                if self.tid == 0 {
+                    self.tid = gettid();
+                }
+                let Some(writer) = claim(shared, self.tid) else {
+                    return false;
+                };
+                OwnedLane {
+                    recorder: shared.id,
+                    writer,
+                }
+            }
+        };
+        if let Some(previous) = self.hot.replace(lane) {
+            self.others.push(previous);
+        }
+        true
+    }
+}
+
+/// `text` cut on a character boundary to at most `room` bytes, flagged as cut.
+#[cold]
+fn truncated(text: &str, room: usize) -> (&str, u16) {
+    let message = flightrec_schemas::header::truncate_utf8(text, room);
+    (message, FLAG_TRUNCATED)
 }
 
 impl Drop for OwnedLane {

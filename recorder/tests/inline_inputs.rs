@@ -71,8 +71,8 @@ fn inline_inputs_decode_to_what_was_applied() {
         lane.retained() >= 1_000,
         "a 64 KiB lane keeps at least 1,000 single-slot inputs"
     );
-    for record in &lane.records {
-        let quote = Tape::decode_input(lane.payload(record)).unwrap();
+    for record in &lane {
+        let quote = Tape::decode_input(record.payload).unwrap();
         assert_eq!(quote, quotes[record.seq as usize]);
     }
 }

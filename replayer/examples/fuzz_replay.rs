@@ -274,6 +274,7 @@ fn replayable(path: &Path) -> usize {
 pub fn options() -> ReplayOptions {
     ReplayOptions {
         snapshot_budget: SNAPSHOT_BUDGET,
+        ..ReplayOptions::default()
     }
 }
 

@@ -7,9 +7,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 
 use flightrec_schemas::checkpoint::state_hash;
 use flightrec_schemas::clock::Clock;
@@ -19,10 +20,12 @@ use flightrec_schemas::trace::{TraceEvent, TraceKind};
 use flightrec_schemas::{CodecError, Machine, Tick};
 
 use crate::error::OpenError;
+use crate::progress::{Progress, Stage};
 use crate::recover::{Checkpoint, LaneRecords, Recovered, RecoveredLane};
 use crate::ring::Ring;
 use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
+use crate::trail::{Trail, PER_WALK};
 use crate::tree::{self, Change, Path as TreePath, Value};
 
 /// Replay panics kept with their messages; more are only counted.
@@ -92,12 +95,15 @@ pub struct ReplayOptions {
     /// Bytes of encoded state that in-memory snapshots may hold; when the state grows past it,
     /// every other snapshot is dropped.
     pub snapshot_budget: usize,
+    /// Where to report how far opening and replaying has come, for a loading screen.
+    pub progress: Option<Arc<Progress>>,
 }
 
 impl Default for ReplayOptions {
     fn default() -> Self {
         ReplayOptions {
             snapshot_budget: DEFAULT_SNAPSHOT_BUDGET,
+            progress: None,
         }
     }
 }
@@ -230,7 +236,12 @@ pub struct History<M: Machine> {
     verification: Verification,
     /// The last state reached, and how many inputs it has applied.
     cursor: Option<(usize, M)>,
+    /// States kept along the last walks, for stepping back through them.
+    trail: Trail<M>,
 }
+
+/// The share of [`ReplayOptions::snapshot_budget`] that the [`Trail`] may take, as a divisor.
+const TRAIL_SHARE: usize = 4;
 
 impl<M: Machine + Clone> History<M> {
     /// Opens `path`, recovers it, and replays it with default options.
@@ -240,6 +251,8 @@ impl<M: Machine + Clone> History<M> {
 
     /// Opens `path`, recovers it, and replays it.
     pub fn open_with(path: &Path, options: &ReplayOptions) -> Result<History<M>, ReplayError> {
+        let progress = options.progress.as_deref();
+        progress.inspect(|p| p.enter(Stage::Recovering));
         let ring = Ring::open(path)?;
         check_machine::<M>(&ring)?;
         let recovered = Recovered::of(&ring);
@@ -278,6 +291,7 @@ impl<M: Machine + Clone> History<M> {
         let capacity = ring.header().checkpoint_slot_size - CHECKPOINT_HEADER_SIZE;
         let limit = usize::try_from(capacity).unwrap_or(usize::MAX);
         let snapshots = Snapshots::new(options.snapshot_budget, state_bytes, inputs.len(), limit);
+        let trail_states = options.snapshot_budget / TRAIL_SHARE / state_bytes;
         let mut checkpoints = recovered.checkpoints;
         checkpoints.retain(|c| c.header.input_seq > base_seq);
         let mut history = History {
@@ -293,8 +307,12 @@ impl<M: Machine + Clone> History<M> {
             panic_count: 0,
             verification: Verification::default(),
             cursor: None,
+            trail: Trail::new(trail_states.min(4 * PER_WALK)),
         };
-        history.replay_all(&checkpoints, &base_checkpoint)?;
+        let progress = options.progress.as_deref();
+        let replayed = history.replay_all(&checkpoints, &base_checkpoint, progress);
+        progress.inspect(|p| p.enter(Stage::Done));
+        replayed?;
         Ok(history)
     }
 
@@ -304,7 +322,9 @@ impl<M: Machine + Clone> History<M> {
         &mut self,
         checkpoints: &[Checkpoint],
         base: &Checkpoint,
+        progress: Option<&Progress>,
     ) -> Result<(), ReplayError> {
+        progress.inspect(|p| p.replaying(self.inputs.len()));
         let mut verifier = Verifier {
             encoded: vec![0u8; base.state.len().max(4096)],
             limit: self.snapshots.limit(),
@@ -315,29 +335,15 @@ impl<M: Machine + Clone> History<M> {
         // otherwise its encoding is not deterministic and no later check can be trusted.
         verifier.check(base, &self.base);
         let mut machine = self.base.clone();
-        let (inputs, snapshots) = (&self.inputs, &mut self.snapshots);
-        let (panics, panic_count) = (&mut self.panics, &mut self.panic_count);
         let base_seq = self.base_seq;
-        let decode = |index| {
-            inputs
-                .decode::<M>(index)
-                .map_err(|error| ReplayError::BadInput {
-                    path: self.path.clone(),
-                    seq: base_seq + index as u64,
-                    error,
-                })
+        let mut stops = FirstReplay {
+            snapshots: &mut self.snapshots,
+            verifier,
+            pending: checkpoints,
+            base_seq,
+            progress,
         };
-        // Checkpoints come in input order (see `Recovered`): each input costs one comparison.
-        let mut pending = checkpoints.iter().peekable();
-        let after = |machine: &M, applied: usize| {
-            snapshots.offer(applied, machine, &mut verifier.encoded);
-            let seq = base_seq + applied as u64;
-            while let Some(checkpoint) = pending.next_if(|c| c.header.input_seq <= seq) {
-                if checkpoint.header.input_seq == seq {
-                    verifier.check(checkpoint, machine);
-                }
-            }
-        };
+        let (panics, panic_count) = (&mut self.panics, &mut self.panic_count);
         let panicked = |index, message, location| {
             *panic_count += 1;
             if panics.len() >= MAX_PANICS_KEPT {
@@ -350,8 +356,16 @@ impl<M: Machine + Clone> History<M> {
                 location,
             })
         };
-        apply_range(&mut machine, 0..inputs.len(), decode, after, panicked)?;
-        self.verification = verifier.verification;
+        let inputs = &self.inputs;
+        apply_range(&mut machine, inputs, 0..inputs.len(), &mut stops, panicked).map_err(
+            |(index, error)| ReplayError::BadInput {
+                path: self.path.clone(),
+                seq: base_seq + index as u64,
+                error,
+            },
+        )?;
+        self.verification = stops.verifier.verification;
+        progress.inspect(|p| p.replayed(self.inputs.len()));
         self.cursor = Some((self.inputs.len(), machine));
         Ok(())
     }
@@ -396,7 +410,8 @@ impl<M: Machine + Clone> History<M> {
         if index >= self.len() {
             return None;
         }
-        let (input, _) = self.inputs.decode::<M>(index).ok()?;
+        let (_, decoded) = self.inputs.decode_range::<M>(index..index + 1).next()?;
+        let (input, _) = decoded.ok()?;
         let (seq, ticks, unix_ns) = self.inputs.when(index);
         Some(InputEvent {
             seq,
@@ -448,30 +463,43 @@ impl<M: Machine + Clone> History<M> {
     }
 
     /// The state after `applied` inputs (0: the base state).
+    ///
+    /// It goes on from the nearest known state at or before `applied`: the cursor (nothing to set
+    /// up), a state kept on the trail (one clone) or a snapshot (one decode). A long walk leaves
+    /// states on the trail, so that the next step back is short.
     fn seek(&mut self, applied: usize) -> &M {
-        let interval = self.snapshots.interval();
-        // Going on from the cursor beats restoring only if no snapshot lies between them.
-        let nearest = self.snapshots.nearest(applied);
-        let reusable = matches!(&self.cursor,
-            Some((at, _)) if *at <= applied && *at >= nearest && applied - *at <= interval);
-        if !reusable {
-            let start = self
-                .snapshots
-                .restore(applied)
-                .unwrap_or_else(|| (0, self.base.clone()));
-            self.cursor = Some(start);
+        let cursor = self
+            .cursor
+            .as_ref()
+            .map(|(at, _)| *at)
+            .filter(|&at| at <= applied);
+        let kept = self.trail.nearest(applied).map(|(at, _)| at);
+        let snapshot = self.snapshots.nearest(applied);
+        if cursor < kept.max(Some(snapshot)) {
+            let start = match self.trail.nearest(applied) {
+                Some((at, state)) if at >= snapshot => Some((at, state.clone())),
+                _ => self.snapshots.restore(applied),
+            };
+            self.cursor = Some(start.unwrap_or_else(|| (0, self.base.clone())));
         }
         let (at, machine) = self.cursor.as_mut().expect("set above");
-        let inputs = &self.inputs;
+        let range = *at..applied;
         // Every input decoded and applied once already: neither a decoding error nor a panic is
         // news here (panics were reported by the first replay).
-        let _ = apply_range(
-            machine,
-            *at..applied,
-            |index| inputs.decode::<M>(index),
-            |_, _| {},
-            |_, _, _| {},
-        );
+        let ignore = |_, _, _| {};
+        let interval = self.snapshots.interval();
+        let _ = match self.trail.spacing(range.start, range.end, interval) {
+            Some(spacing) => {
+                let mut stops = KeepOnTrail {
+                    trail: &mut self.trail,
+                    next: range.start + spacing,
+                    spacing,
+                    target: applied,
+                };
+                apply_range(machine, &self.inputs, range, &mut stops, ignore)
+            }
+            None => apply_range(machine, &self.inputs, range, &mut NoStops, ignore),
+        };
         *at = applied;
         machine
     }
@@ -501,27 +529,36 @@ impl<M: Machine + Clone> History<M> {
     /// input did. Call it again with the result minus one for the change before that.
     pub fn last_change(&mut self, path: &TreePath, index: usize) -> Option<usize> {
         let index = index.min(self.inputs.len().checked_sub(1)?);
-        // Walk back one snapshot interval at a time, replaying each forwards once.
-        let mut end = index + 1; // applied count of the newest state to consider
-        loop {
-            let interval = self.snapshots.interval();
-            let start = (end - 1) / interval * interval;
-            let mut values = Vec::with_capacity(end - start + 1);
-            values.push(crate::project::project(self.seek(start), &path.0));
-            for applied in start + 1..=end {
-                values.push(crate::project::project(self.seek(applied), &path.0));
-            }
-            if let Some(offset) = (1..values.len())
-                .rev()
-                .find(|&i| values[i] != values[i - 1])
-            {
-                return Some(start + offset - 1);
-            }
-            if start == 0 {
-                return None;
+        // Back one snapshot interval at a time, each replayed forwards once.
+        let mut end = index + 1;
+        while end > 0 {
+            let start = end.saturating_sub(self.snapshots.interval());
+            if let Some(found) = self.last_change_in(path, start..end) {
+                return Some(found);
             }
             end = start;
         }
+        None
+    }
+
+    /// The last input among those at positions `range` that changed the value at `path`: one
+    /// part of [`Self::last_change`]'s search, for a caller that spreads a long search over time
+    /// (a UI between two key presses). It replays the range forwards once.
+    pub fn last_change_in(&mut self, path: &TreePath, range: Range<usize>) -> Option<usize> {
+        let end = range.end.min(self.inputs.len());
+        if range.start >= end {
+            return None;
+        }
+        let mut previous = crate::project::project(self.seek(range.start), &path.0);
+        let mut found = None;
+        for index in range.start..end {
+            let value = crate::project::project(self.seek(index + 1), &path.0);
+            if value != previous {
+                found = Some(index);
+            }
+            previous = value;
+        }
+        found
     }
 }
 
@@ -587,39 +624,68 @@ fn base_checkpoint<'r>(
 /// a replay touches each input's bytes once, and memory stays what the file holds.
 struct Inputs {
     lane: LaneRecords,
-    /// Index in `lane.records` of the input at the base checkpoint.
+    /// Index in `lane` of the input at the base checkpoint.
     first: usize,
+    /// Its sequence number: the input at position `i` has number `base_seq + i`.
+    base_seq: u64,
     clock: Clock,
 }
 
 impl Inputs {
+    /// The inputs of `lane` from `base_seq` on, which run unbroken (see [`replay_base`]): a
+    /// replay need not read their sequence numbers.
     fn from_base(lane: LaneRecords, base_seq: u64, clock: Clock) -> Inputs {
-        let first = lane.records.partition_point(|r| r.seq < base_seq);
-        Inputs { lane, first, clock }
+        let first = lane.seqs().partition_point(|&seq| seq < base_seq);
+        let run = &lane.seqs()[first..];
+        // Sequence numbers ascend, so the run is unbroken when its ends are `len - 1` apart.
+        let unbroken = run
+            .last()
+            .is_none_or(|&last| run[0] == base_seq && last - base_seq == run.len() as u64 - 1);
+        assert!(
+            unbroken,
+            "replay_base starts where the retained inputs run unbroken"
+        );
+        Inputs {
+            lane,
+            first,
+            base_seq,
+            clock,
+        }
     }
 
     fn len(&self) -> usize {
-        self.lane.records.len() - self.first
+        self.lane.len() - self.first
     }
 
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// The inputs at positions `range`, each with its position and tick, decoded one by one.
     #[inline]
-    fn decode<M: Machine>(&self, index: usize) -> Result<(M::Input, Tick), CodecError> {
-        let record = &self.lane.records[self.first + index];
-        let input = M::decode_input(self.lane.payload(record))?;
-        let tick = Tick {
-            seq: record.seq,
-            unix_ns: self.clock.to_unix_ns(record.ticks),
+    fn decode_range<M: Machine>(
+        &self,
+        range: Range<usize>,
+    ) -> impl Iterator<Item = (usize, Result<(M::Input, Tick), CodecError>)> + '_ {
+        let records = self.first + range.start..self.first + range.end;
+        let tick = move |index: usize, ticks| Tick {
+            seq: self.base_seq + index as u64,
+            unix_ns: self.clock.to_unix_ns(ticks),
         };
-        Ok((input, tick))
+        range
+            .zip(self.lane.timed_payloads(records))
+            .map(move |(index, (ticks, payload))| {
+                let input = M::decode_input(payload);
+                (index, input.map(|input| (input, tick(index, ticks))))
+            })
     }
 
     /// Sequence number, ticks and Unix time of the input at `index`.
     fn when(&self, index: usize) -> (u64, u64, u64) {
-        let record = &self.lane.records[self.first + index];
+        let record = self
+            .lane
+            .get(self.first + index)
+            .expect("index within the inputs");
         (
             record.seq,
             record.ticks,
@@ -650,8 +716,8 @@ fn decode_lane(
     out: &mut Vec<TraceRecord>,
 ) {
     let mut owners: HashMap<u32, String> = HashMap::new();
-    for record in &lane.records.records {
-        let decoded = TraceEvent::decode(lane.records.payload(record));
+    for record in &lane.records {
+        let decoded = TraceEvent::decode(record.payload);
         if let Ok(event) = &decoded {
             if event.kind == TraceKind::Thread {
                 owners.insert(event.tid, event.message.clone());
@@ -673,6 +739,83 @@ fn decode_lane(
             damage: decoded.as_ref().err().cloned(),
             event: decoded.ok(),
         });
+    }
+}
+
+/// The states a replay stops at, between runs of inputs that it applies back to back.
+trait Stops<M> {
+    /// The applied count of the next state to stop at.
+    fn next(&self) -> usize;
+
+    /// Does what is due at the state after `applied` inputs, if anything.
+    fn reached(&mut self, machine: &M, applied: usize);
+}
+
+/// Reaching a position stops nowhere on the way.
+struct NoStops;
+
+impl<M> Stops<M> for NoStops {
+    fn next(&self) -> usize {
+        usize::MAX
+    }
+
+    fn reached(&mut self, _: &M, _: usize) {}
+}
+
+/// A long walk stops every `spacing` inputs to keep the state on the trail.
+struct KeepOnTrail<'a, M> {
+    trail: &'a mut Trail<M>,
+    next: usize,
+    spacing: usize,
+    /// Where the walk goes: the trail keeps the states nearest to it.
+    target: usize,
+}
+
+impl<M: Clone> Stops<M> for KeepOnTrail<'_, M> {
+    fn next(&self) -> usize {
+        self.next
+    }
+
+    fn reached(&mut self, machine: &M, applied: usize) {
+        if applied == self.next {
+            self.trail.keep(applied, machine, self.target);
+            self.next += self.spacing;
+        }
+    }
+}
+
+/// The first replay stops where a snapshot is due and at every recorded checkpoint.
+struct FirstReplay<'a> {
+    snapshots: &'a mut Snapshots,
+    verifier: Verifier,
+    /// The checkpoints after the base not yet reached, in input order (see [`Recovered`]).
+    pending: &'a [Checkpoint],
+    base_seq: u64,
+    progress: Option<&'a Progress>,
+}
+
+impl<M: Machine> Stops<M> for FirstReplay<'_> {
+    fn next(&self) -> usize {
+        let checkpoint = self.pending.first().map_or(usize::MAX, |c| {
+            usize::try_from(c.header.input_seq - self.base_seq).unwrap_or(usize::MAX)
+        });
+        self.snapshots.next_due().min(checkpoint)
+    }
+
+    fn reached(&mut self, machine: &M, applied: usize) {
+        self.progress.inspect(|p| p.replayed(applied));
+        self.snapshots
+            .offer(applied, machine, &mut self.verifier.encoded);
+        let seq = self.base_seq + applied as u64;
+        while let Some((checkpoint, rest)) = self.pending.split_first() {
+            if checkpoint.header.input_seq > seq {
+                break;
+            }
+            if checkpoint.header.input_seq == seq {
+                self.verifier.check(checkpoint, machine);
+            }
+            self.pending = rest;
+        }
     }
 }
 
@@ -760,30 +903,36 @@ thread_local! {
     static PANIC_LOCATION: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
-/// Applies the inputs at positions `range` to `machine`, calling `after` with each new applied
-/// count. A panic in `apply` (the recorded crash, replayed) is caught, kept off stderr and
+/// Applies the inputs at positions `range` to `machine`, stopping at the states `stops` asks
+/// for. A panic in `apply` (the recorded crash, replayed) is caught, kept off stderr and
 /// reported to `panicked`; replay goes on with the next input. The panic guard spans a run of
-/// inputs, not each one, so that `apply` is inlined into the loop as in the machine's own.
-fn apply_range<M: Machine, E>(
+/// inputs, not each one, and between stops the loop does nothing but decode and apply, so that
+/// `apply` is inlined into it as into the machine's own. Fails with the position of the first
+/// input that does not decode.
+fn apply_range<M: Machine>(
     machine: &mut M,
-    range: std::ops::Range<usize>,
-    mut decode: impl FnMut(usize) -> Result<(M::Input, Tick), E>,
-    mut after: impl FnMut(&M, usize),
+    inputs: &Inputs,
+    range: Range<usize>,
+    stops: &mut impl Stops<M>,
     mut panicked: impl FnMut(usize, String, Option<String>),
-) -> Result<(), E> {
+) -> Result<(), (usize, CodecError)> {
     let quiet = QuietPanics::begin();
     let mut next = range.start;
     while next < range.end {
         let current = Cell::new(next);
         let in_apply = Cell::new(false);
         let run = panic::catch_unwind(AssertUnwindSafe(|| {
-            for index in next..range.end {
+            let mut stop = stops.next();
+            for (index, decoded) in inputs.decode_range::<M>(next..range.end) {
                 current.set(index);
-                let (input, tick) = decode(index)?;
+                let (input, tick) = decoded.map_err(|error| (index, error))?;
                 in_apply.set(true);
                 machine.apply(&input, tick);
                 in_apply.set(false);
-                after(machine, index + 1);
+                if index + 1 >= stop {
+                    stops.reached(machine, index + 1);
+                    stop = stops.next();
+                }
             }
             Ok(())
         }));
@@ -803,7 +952,7 @@ fn apply_range<M: Machine, E>(
             panic::resume_unwind(payload);
         }
         panicked(index, message, location);
-        after(machine, index + 1);
+        stops.reached(machine, index + 1);
         next = index + 1;
     }
     Ok(())
@@ -815,6 +964,13 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         .map(|s| s.to_string())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(a panic without a message)".into())
+}
+
+/// Whether this thread is replaying inputs now: a panic here is a recorded one, replayed, which
+/// the replay catches and reports. A panic hook of its own (a terminal UI's that restores the
+/// screen) asks this to leave such panics alone.
+pub fn replaying() -> bool {
+    REPLAYING.with(Cell::get)
 }
 
 /// While alive, panics on this thread are replayed ones: captured, not printed.

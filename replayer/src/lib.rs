@@ -12,21 +12,24 @@
 mod error;
 mod history;
 mod map;
+mod progress;
 mod project;
 mod recover;
 mod ring;
 mod snapshots;
 mod summary;
+mod trail;
 pub mod tree;
 
 pub use error::OpenError;
 pub use history::{
-    Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
+    replaying, Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
     TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET, MAX_PANICS_KEPT,
 };
+pub use progress::{Progress, Stage};
 pub use project::project;
 pub use recover::{
-    recover_checkpoints, recover_lane, Checkpoint, CheckpointProblem, LaneRecords, RecordMeta,
+    recover_checkpoints, recover_lane, Checkpoint, CheckpointProblem, LaneRecords, Record, Records,
     Recovered, RecoveredLane,
 };
 pub use ring::{Fate, Ring};

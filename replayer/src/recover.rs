@@ -16,54 +16,66 @@ use flightrec_schemas::sync::Ordering;
 
 use crate::ring::Ring;
 
-/// One recovered record; its payload lives in [`LaneRecords::payload`].
+/// One recovered record, borrowed from its [`LaneRecords`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordMeta {
+pub struct Record<'a> {
     /// Sequence number in the lane.
     pub seq: u64,
     /// Slot position of its first slot.
     pub pos: u64,
     /// Clock ticks when recorded.
     pub ticks: u64,
-    /// Where its payload starts in the lane's buffer, shifted left by [`LEN_BITS`], above its
-    /// length: 32 bytes a record instead of 40 is 134 MB less to write for a 1 GiB lane.
-    span: u64,
+    /// Its payload.
+    pub payload: &'a [u8],
 }
 
-/// Bits of [`RecordMeta::span`] for the payload's length (a record holds at most 64 KiB).
-const LEN_BITS: u32 = 24;
+/// What reading the records in order (a replay) needs of each beside its payload, in 8 bytes:
+/// the payload's length, and the record's time as the ticks since the previous record's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Step(u64);
 
-impl RecordMeta {
-    fn new(seq: u64, pos: u64, ticks: u64, start: u64, len: u32) -> RecordMeta {
+/// Bits of a [`Step`] for the payload's length (a record holds at most 64 KiB).
+const LEN_BITS: u32 = 17;
+/// The delta of a [`Step`] whose time is not the previous record's plus a small delta (the
+/// clock went back, or a long pause): its time is read from [`LaneRecords::ticks`].
+const FAR: u64 = (1 << (64 - LEN_BITS)) - 1;
+
+impl Step {
+    fn new(len: u32, ticks: u64, previous: u64) -> Step {
         debug_assert!(len < 1 << LEN_BITS);
-        RecordMeta {
-            seq,
-            pos,
-            ticks,
-            span: start << LEN_BITS | len as u64,
-        }
+        let delta = ticks.checked_sub(previous).map_or(FAR, |d| d.min(FAR));
+        Step(delta << LEN_BITS | len as u64)
     }
 
-    fn start(&self) -> usize {
-        (self.span >> LEN_BITS) as usize
+    #[inline]
+    fn len(self) -> usize {
+        (self.0 & ((1 << LEN_BITS) - 1)) as usize
     }
 
-    /// Bytes of its payload.
-    pub fn len(&self) -> usize {
-        (self.span & ((1 << LEN_BITS) - 1)) as usize
-    }
-
-    /// Whether its payload is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Ticks since the previous record, unless [`FAR`].
+    #[inline]
+    fn delta(self) -> Option<u64> {
+        let delta = self.0 >> LEN_BITS;
+        (delta != FAR).then_some(delta)
     }
 }
 
 /// Everything recovered from one lane, in sequence order.
+///
+/// The records are kept as columns, and their payloads back to back in sequence order: reading
+/// them in order (a replay) streams only the payloads and 8 bytes of [`Step`] a record, not the
+/// 32 bytes of sequence number, position, time and payload start kept for random access.
 #[derive(Clone, Debug, Default)]
 pub struct LaneRecords {
-    /// Records, sorted by sequence number, each sequence number at most once.
-    pub records: Vec<RecordMeta>,
+    /// Sequence numbers, ascending, each at most once.
+    seqs: Vec<u64>,
+    /// Slot position of each record's first slot.
+    positions: Vec<u64>,
+    /// Clock ticks of each record.
+    ticks: Vec<u64>,
+    /// Where each record's payload starts in `bytes`.
+    starts: Vec<u64>,
+    steps: Vec<Step>,
     bytes: Vec<u8>,
     /// Records found mid-write (the writer was writing them when it stopped, or is now), by the
     /// index of their first slot. A torn record of several slots counts once.
@@ -81,15 +93,72 @@ pub struct LaneRecords {
 }
 
 impl LaneRecords {
-    /// The payload of a record.
-    #[inline]
-    pub fn payload(&self, record: &RecordMeta) -> &[u8] {
-        &self.bytes[record.start()..record.start() + record.len()]
+    /// Records retained.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Whether no record was retained.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+
+    /// The record at `index` (0 is the oldest retained).
+    pub fn get(&self, index: usize) -> Option<Record<'_>> {
+        let start = *self.starts.get(index)? as usize;
+        Some(Record {
+            seq: self.seqs[index],
+            pos: self.positions[index],
+            ticks: self.ticks[index],
+            payload: &self.bytes[start..start + self.steps[index].len()],
+        })
+    }
+
+    /// The oldest record retained.
+    pub fn first(&self) -> Option<Record<'_>> {
+        self.get(0)
+    }
+
+    /// The newest record retained.
+    pub fn last(&self) -> Option<Record<'_>> {
+        self.get(self.len().checked_sub(1)?)
+    }
+
+    /// The records, oldest first.
+    pub fn iter(&self) -> Records<'_> {
+        Records {
+            lane: self,
+            indices: 0..self.len(),
+        }
+    }
+
+    /// The sequence numbers of the records, ascending.
+    pub fn seqs(&self) -> &[u64] {
+        &self.seqs
+    }
+
+    /// Time and payload of the records at `indices`, in order: what a replay reads.
+    pub(crate) fn timed_payloads(&self, indices: Range<usize>) -> TimedPayloads<'_> {
+        let start = self.starts.get(indices.start).map_or(0, |&s| s as usize);
+        let steps = &self.steps[indices.clone()];
+        let ticks = &self.ticks[indices];
+        // The first record's time is the one before it plus its delta, whatever that one was.
+        let previous = match steps.first().and_then(|s| s.delta()) {
+            Some(delta) => ticks[0].wrapping_sub(delta),
+            None => 0,
+        };
+        TimedPayloads {
+            steps: steps.iter(),
+            ticks,
+            bytes: &self.bytes[start..],
+            at: 0,
+            previous,
+        }
     }
 
     /// Records retained.
     pub fn retained(&self) -> u64 {
-        self.records.len() as u64
+        self.len() as u64
     }
 
     /// Records written but not retained: overwritten by the ring, torn or damaged.
@@ -98,11 +167,90 @@ impl LaneRecords {
     }
 
     /// The record with sequence number `seq`, if retained.
-    pub fn find(&self, seq: u64) -> Option<&RecordMeta> {
-        self.records
-            .binary_search_by_key(&seq, |r| r.seq)
-            .ok()
-            .map(|i| &self.records[i])
+    pub fn find(&self, seq: u64) -> Option<Record<'_>> {
+        self.get(self.seqs.binary_search(&seq).ok()?)
+    }
+
+    /// Adds a record whose payload was just appended to `bytes`, at `start`.
+    fn push(&mut self, seq: u64, pos: u64, ticks: u64, start: usize) {
+        let previous = self.ticks.last().copied().unwrap_or(0);
+        let len = (self.bytes.len() - start) as u32;
+        self.seqs.push(seq);
+        self.positions.push(pos);
+        self.ticks.push(ticks);
+        self.starts.push(start as u64);
+        self.steps.push(Step::new(len, ticks, previous));
+    }
+}
+
+/// Time and payload of a run of records, in order: see [`LaneRecords::timed_payloads`].
+pub(crate) struct TimedPayloads<'a> {
+    steps: std::slice::Iter<'a, Step>,
+    /// The times of the run, read only where a step's delta is [`FAR`].
+    ticks: &'a [u64],
+    /// The payloads of the run, back to back, and those after it.
+    bytes: &'a [u8],
+    /// Position in the run of the next record.
+    at: usize,
+    /// Time of the previous record.
+    previous: u64,
+}
+
+impl<'a> Iterator for TimedPayloads<'a> {
+    type Item = (u64, &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<(u64, &'a [u8])> {
+        let step = *self.steps.next()?;
+        let ticks = match step.delta() {
+            Some(delta) => self.previous.wrapping_add(delta),
+            None => self.ticks[self.at],
+        };
+        let (payload, rest) = self.bytes.split_at(step.len());
+        self.bytes = rest;
+        self.previous = ticks;
+        self.at += 1;
+        Some((ticks, payload))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.steps.size_hint()
+    }
+}
+
+/// The records of a lane, oldest first: see [`LaneRecords::iter`].
+#[derive(Clone, Debug)]
+pub struct Records<'a> {
+    lane: &'a LaneRecords,
+    indices: Range<usize>,
+}
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        self.lane.get(self.indices.next()?)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.indices.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for Records<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.lane.get(self.indices.next_back()?)
+    }
+}
+
+impl ExactSizeIterator for Records<'_> {}
+
+impl<'a> IntoIterator for &'a LaneRecords {
+    type Item = Record<'a>;
+    type IntoIter = Records<'a>;
+
+    fn into_iter(self) -> Records<'a> {
+        self.iter()
     }
 }
 
@@ -170,21 +318,27 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     let slots = Slots::new(words).expect("slot count was validated as a power of two");
     let mut out = LaneRecords::default();
     // At most one record per slot, and no more payload than the slots hold: bounded by the file.
-    out.records.reserve(lane.slot_count as usize);
-    out.bytes
-        .reserve((lane.slot_count * (SLOT_SIZE - 8)) as usize);
-    crate::map::prefer_huge_pages(&mut out.records);
+    let most = lane.slot_count as usize;
+    for column in [
+        &mut out.seqs,
+        &mut out.positions,
+        &mut out.ticks,
+        &mut out.starts,
+    ] {
+        column.reserve(most);
+        crate::map::prefer_huge_pages(column);
+    }
+    out.steps.reserve(most);
+    crate::map::prefer_huge_pages(&mut out.steps);
+    out.bytes.reserve(most * (SLOT_SIZE - 8) as usize);
     crate::map::prefer_huge_pages(&mut out.bytes);
     let mut continuations = Vec::new();
     // Reading from the oldest slot yields the records already in sequence order.
     let oldest = oldest_slot(words, lane.slot_count);
     for index in (oldest..lane.slot_count).chain(0..oldest) {
-        let start = out.bytes.len() as u64;
+        let start = out.bytes.len();
         match slots.read_append(index, &mut out.bytes) {
-            SlotState::Record(header) => {
-                let meta = RecordMeta::new(header.seq, header.pos, header.ticks, start, header.len);
-                out.records.push(meta);
-            }
+            SlotState::Record(header) => out.push(header.seq, header.pos, header.ticks, start),
             SlotState::Torn => out.torn.push(index),
             SlotState::Overwritten => out.overwritten += 1,
             SlotState::Corrupt(why) => out.corrupt.push((index, why)),
@@ -192,15 +346,12 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
             SlotState::Empty => {}
         }
     }
-    order_by_sequence(&mut out.records);
-    // Two valid records cannot share a sequence number unless the writer's numbering was reset
-    // by a corrupted control block; keep the one at the newer position.
-    out.records.dedup_by_key(|r| r.seq);
+    order_by_sequence(&mut out);
     out.torn.sort_unstable();
     continuations.sort_unstable();
     out.torn = torn_records(&out.torn, &continuations, lane.slot_count);
-    out.gaps = gaps(&out.records);
-    let next_seq = out.records.last().map_or(0, |r| r.seq.saturating_add(1));
+    out.gaps = gaps(&out.seqs);
+    let next_seq = out.seqs.last().map_or(0, |seq| seq.saturating_add(1));
     let released = ring.lane_control(lane, lane_control::OWNER) == 0;
     let saved_next = if released && lane.kind == LaneKind::Trace {
         ring.lane_control(lane, lane_control::NEXT_SEQ)
@@ -233,13 +384,28 @@ fn oldest_slot(words: &[std::sync::atomic::AtomicU64], slot_count: u64) -> u64 {
     low % slot_count
 }
 
-/// Sorts records by sequence number, newest position first among equal numbers, unless they
-/// already are (as an undamaged lane read from its oldest slot is).
-fn order_by_sequence(records: &mut [RecordMeta]) {
-    let key = |r: &RecordMeta| (r.seq, std::cmp::Reverse(r.pos));
-    if !records.is_sorted_by_key(key) {
-        records.sort_by_key(key);
+/// Sorts records by sequence number, unless they already are (as an undamaged lane read from its
+/// oldest slot is). Two valid records cannot share a sequence number unless the writer's
+/// numbering was reset by a corrupted control block; of those, the one at the newer position is
+/// kept.
+fn order_by_sequence(records: &mut LaneRecords) {
+    if records.seqs.is_sorted_by(|a, b| a < b) {
+        return;
     }
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    order.sort_by_key(|&i| (records.seqs[i], std::cmp::Reverse(records.positions[i])));
+    order.dedup_by_key(|i| records.seqs[*i]);
+    // Rebuilt in that order, payloads included: a replay reads them back to back.
+    let unordered = std::mem::take(records);
+    for i in order {
+        let record = unordered.get(i).expect("an index of the records");
+        let start = records.bytes.len();
+        records.bytes.extend_from_slice(record.payload);
+        records.push(record.seq, record.pos, record.ticks, start);
+    }
+    records.torn = unordered.torn;
+    records.overwritten = unordered.overwritten;
+    records.corrupt = unordered.corrupt;
 }
 
 /// What a slot holds, for grouping torn slots into records.
@@ -281,11 +447,10 @@ fn torn_records(torn: &[u64], continuations: &[u64], slot_count: u64) -> Vec<u64
     starts
 }
 
-fn gaps(records: &[RecordMeta]) -> Vec<Range<u64>> {
-    records
-        .windows(2)
-        .filter(|w| w[1].seq > w[0].seq + 1)
-        .map(|w| w[0].seq + 1..w[1].seq)
+fn gaps(seqs: &[u64]) -> Vec<Range<u64>> {
+    seqs.windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| w[0] + 1..w[1])
         .collect()
 }
 
@@ -387,7 +552,7 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::{oldest_slot, order_by_sequence, torn_records, RecordMeta};
+    use super::{oldest_slot, order_by_sequence, torn_records, LaneRecords, FAR, LEN_BITS};
     use flightrec_schemas::layout::slot::CONTINUATION;
     use flightrec_schemas::slot::SLOT_WORDS;
     use std::sync::atomic::AtomicU64;
@@ -418,18 +583,78 @@ mod tests {
 
     #[test]
     fn records_are_put_in_sequence_order_whatever_their_slot_order() {
-        let meta = |seq, pos| RecordMeta::new(seq, pos, 0, 0, 0);
-        let seqs = |records: &[RecordMeta]| records.iter().map(|r| r.seq).collect::<Vec<_>>();
-        let mut wrapped = vec![meta(5, 5), meta(6, 6), meta(2, 2), meta(3, 3), meta(4, 4)];
+        // Each record's time and payload are its position, to check that they move with it.
+        let lane = |records: &[(u64, u64)]| {
+            let mut lane = LaneRecords::default();
+            for &(seq, pos) in records {
+                let start = lane.bytes.len();
+                lane.bytes
+                    .extend_from_slice(&pos.to_le_bytes()[..pos as usize % 3]);
+                lane.push(seq, pos, pos, start);
+            }
+            lane
+        };
+        let seqs_and_times = |lane: &LaneRecords| {
+            let replayed: Vec<_> = lane.timed_payloads(0..lane.len()).collect();
+            for (record, (ticks, payload)) in lane.iter().zip(replayed) {
+                assert_eq!((record.ticks, record.payload), (ticks, payload));
+                assert_eq!(ticks, record.pos);
+                assert_eq!(
+                    payload,
+                    &record.pos.to_le_bytes()[..record.pos as usize % 3]
+                );
+            }
+            lane.iter().map(|r| (r.seq, r.pos)).collect::<Vec<_>>()
+        };
+        let mut wrapped = lane(&[(5, 5), (6, 6), (2, 2), (3, 3), (4, 4)]);
         order_by_sequence(&mut wrapped);
-        assert_eq!(seqs(&wrapped), [2, 3, 4, 5, 6]);
-        let mut shuffled = vec![meta(9, 1), meta(2, 2), meta(7, 3), meta(1, 4), meta(2, 9)];
-        order_by_sequence(&mut shuffled);
-        assert_eq!(seqs(&shuffled), [1, 2, 2, 7, 9]);
         assert_eq!(
-            shuffled[1].pos, 9,
-            "the newer position first among equal numbers"
+            seqs_and_times(&wrapped),
+            [(2, 2), (3, 3), (4, 4), (5, 5), (6, 6)]
         );
+        let mut shuffled = lane(&[(9, 1), (2, 2), (7, 3), (1, 4), (2, 9)]);
+        order_by_sequence(&mut shuffled);
+        assert_eq!(
+            seqs_and_times(&shuffled),
+            [(1, 4), (2, 9), (7, 3), (9, 1)],
+            "of equal numbers, the newer position is kept"
+        );
+    }
+
+    #[test]
+    fn a_replay_reads_the_times_of_every_record_from_any_start() {
+        // Deltas that fit, and those that do not: too large, negative, just at the limit.
+        let times = [
+            5,
+            1 << 62,
+            7,
+            7,
+            8,
+            u64::MAX,
+            3,
+            FAR + 3,
+            2 * FAR + 2,
+            3 * FAR + 2,
+        ];
+        let mut lane = LaneRecords::default();
+        for (i, &ticks) in times.iter().enumerate() {
+            let start = lane.bytes.len();
+            lane.bytes.extend(std::iter::repeat_n(i as u8, i));
+            lane.push(i as u64, i as u64, ticks, start);
+        }
+        assert!(lane.steps.iter().all(|s| s.len() < 1 << LEN_BITS));
+        for from in 0..times.len() {
+            let replayed: Vec<_> = lane.timed_payloads(from..times.len()).collect();
+            let expected: Vec<_> = lane
+                .iter()
+                .skip(from)
+                .map(|r| (r.ticks, r.payload))
+                .collect();
+            assert_eq!(replayed, expected, "from {from}");
+            assert!(replayed
+                .iter()
+                .all(|(_, p)| p.len() == p.first().map_or(0, |&b| b as usize)));
+        }
     }
 
     #[test]

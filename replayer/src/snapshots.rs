@@ -1,7 +1,7 @@
 //! In-memory snapshots of a replayed state, kept encoded so that their memory is known exactly and
 //! stays within a budget however the state grows.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flightrec_schemas::{CodecError, Machine};
 
@@ -29,6 +29,10 @@ pub struct Snapshots {
 
 /// Encoding snapshots may take at most this fraction of the time spent applying inputs.
 const ENCODE_SHARE: u32 = 16;
+
+/// The longest that applying one interval of inputs should take, unless the memory budget asks
+/// for wider spacing: a viewer reaches any position in about this time plus one decode.
+const MAX_REACH: Duration = Duration::from_millis(4);
 
 impl Snapshots {
     /// Room for `budget` bytes of encoded states, which are about `state_bytes` each, over a
@@ -64,6 +68,11 @@ impl Snapshots {
         self.bytes
     }
 
+    /// Inputs applied when the next snapshot is due.
+    pub fn next_due(&self) -> usize {
+        self.next_due
+    }
+
     /// Keeps `machine`, the state after `applied` inputs, if a snapshot is due there. Applied
     /// counts must arrive in increasing order.
     #[inline]
@@ -87,11 +96,20 @@ impl Snapshots {
         self.bytes += len;
         self.last = Instant::now();
         // Encoding should cost about a sixteenth of applying: space the snapshots out when it
-        // costs more, closer again (never below the budget's spacing) when far less.
+        // costs more, closer again (never below the budget's spacing) when far less. But never
+        // so far apart that reaching a position takes more than `MAX_REACH` of applying: a
+        // large state then costs a larger share to encode, and each key press of a viewer stays
+        // quick.
         let encoding = self.last - started;
-        if encoding * ENCODE_SHARE > applying {
+        let per_input = applying / (applied - previous).max(1) as u32;
+        let interval = u32::try_from(self.interval).unwrap_or(u32::MAX);
+        let reach = per_input.checked_mul(interval).unwrap_or(Duration::MAX);
+        let closer = self.interval / 2 >= self.floor;
+        if reach > MAX_REACH && closer {
+            self.interval /= 2;
+        } else if encoding * ENCODE_SHARE > applying && reach * 2 <= MAX_REACH {
             self.interval *= 2;
-        } else if encoding * ENCODE_SHARE * 4 < applying && self.interval / 2 >= self.floor {
+        } else if encoding * ENCODE_SHARE * 4 < applying && closer {
             self.interval /= 2;
         }
         self.widest = self.widest.max(applied - previous);

@@ -216,7 +216,7 @@ impl Summary {
 /// The oldest checkpoint after which every input up to the newest retained one is present.
 pub fn replay_base(inputs: &LaneRecords, checkpoints: &[Checkpoint]) -> Option<u64> {
     let last_gap_end = inputs.gaps.last().map_or(0, |g| g.end);
-    let first = inputs.records.first().map_or(inputs.recorded, |r| r.seq);
+    let first = inputs.first().map_or(inputs.recorded, |r| r.seq);
     checkpoints
         .iter()
         .map(|c| c.header.input_seq)
@@ -244,8 +244,8 @@ impl LaneSummary {
             corrupt: records.corrupt.len() as u64,
             gaps: records.gaps.len() as u64,
             dropped_too_large: records.dropped_too_large,
-            first_seq: records.records.first().map(|r| r.seq),
-            last_seq: records.records.last().map(|r| r.seq),
+            first_seq: records.first().map(|r| r.seq),
+            last_seq: records.last().map(|r| r.seq),
         }
     }
 }

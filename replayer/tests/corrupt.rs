@@ -81,9 +81,8 @@ struct Pristine {
 }
 
 fn by_seq(lane: &LaneRecords) -> Records {
-    lane.records
-        .iter()
-        .map(|r| (r.seq, (r.pos, r.ticks, lane.payload(r).to_vec())))
+    lane.iter()
+        .map(|r| (r.seq, (r.pos, r.ticks, r.payload.to_vec())))
         .collect()
 }
 
@@ -207,25 +206,21 @@ fn read_everything(path: &Path) -> Result<bool, TestCaseError> {
         let _ = ring.lane_name(lane);
         let recovered = recover_lane(&ring, lane);
         let lane_bytes = lane.slot_count * SLOT_SIZE;
-        let payload: u64 = recovered
-            .records
-            .iter()
-            .map(|r| recovered.payload(r).len() as u64)
-            .sum();
+        let payload: u64 = recovered.iter().map(|r| r.payload.len() as u64).sum();
         prop_assert!(
             payload <= lane_bytes,
             "{} payload bytes recovered from a lane of {} bytes",
             payload,
             lane_bytes
         );
-        prop_assert!(recovered.records.len() as u64 <= lane.slot_count);
+        prop_assert!(recovered.len() as u64 <= lane.slot_count);
         prop_assert!(recovered.torn.len() as u64 <= lane.slot_count);
         prop_assert!(recovered.corrupt.len() as u64 <= lane.slot_count);
-        prop_assert!(recovered.records.windows(2).all(|w| w[0].seq < w[1].seq));
+        prop_assert!(recovered.seqs().windows(2).all(|w| w[0] < w[1]));
         let Some(same) = pristine.lanes.iter().position(|l| l == lane) else {
             continue;
         };
-        for record in &recovered.records {
+        for record in &recovered {
             let written = pristine.records[same].get(&record.seq);
             prop_assert!(
                 written.is_some(),
@@ -236,7 +231,7 @@ fn read_everything(path: &Path) -> Result<bool, TestCaseError> {
             let (pos, ticks, bytes) = written.unwrap();
             prop_assert_eq!((record.pos, record.ticks), (*pos, *ticks));
             prop_assert!(
-                recovered.payload(record) == bytes.as_slice(),
+                record.payload == bytes.as_slice(),
                 "lane {}: damaged payload of seq {} accepted as data",
                 same,
                 record.seq
@@ -541,7 +536,7 @@ proptest! {
             let recovered = recover_lane(&ring, info);
             // Damage only ever loses records (each one then reported torn or corrupt, or gone
             // with an overwritten stamp); it never adds one.
-            prop_assert!(recovered.records.len() <= pristine.records[lane].len());
+            prop_assert!(recovered.len() <= pristine.records[lane].len());
         }
     }
 
@@ -632,11 +627,32 @@ fn a_file_from_a_future_version_is_refused_by_version() {
     assert_eq!(
         error,
         FormatError::FutureVersion {
-            found: 2,
+            found: FORMAT_VERSION + 1,
             supported: FORMAT_VERSION
         }
     );
     assert!(text.contains("newer"), "{text}");
+}
+
+#[test]
+fn a_file_of_an_older_version_is_refused_by_version() {
+    for old in [0, FORMAT_VERSION - 1] {
+        let mut bytes = pristine().bytes.clone();
+        put(&mut bytes, h::FORMAT_VERSION, 4, old as u64);
+        let (_dir, path, opened) = open_bytes(&bytes);
+        let (error, text) = format_error(opened, &path);
+        assert!(
+            matches!(
+                error,
+                FormatError::BadField {
+                    field: "format_version",
+                    ..
+                }
+            ),
+            "version {old}: {error:?}"
+        );
+        assert!(text.contains("versions before"), "{text}");
+    }
 }
 
 #[test]
@@ -743,7 +759,7 @@ fn forged_records_with_extreme_positions_are_read_without_panicking() {
             let ring = opened.unwrap();
             let recovered = recover_lane(&ring, lane);
             let forged = recovered.find(12345).expect("a well-formed record is read");
-            assert_eq!(recovered.payload(forged), b"forged");
+            assert_eq!(forged.payload, b"forged");
             let _ = Summary::of(&ring);
         }
     }

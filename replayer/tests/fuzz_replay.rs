@@ -142,8 +142,8 @@ fn records_claiming_absurd_lengths_are_skipped_without_being_allocated() {
     let pristine = Pristine::get();
     let (_dir, ring) = ring_of(&pristine.bytes);
     for (lane, info) in pristine.header.lanes.iter().enumerate() {
-        let newest = *recover_lane(&ring, info).records.last().expect("records");
-        let slot_index = newest.pos % info.slot_count;
+        let newest = recover_lane(&ring, info).last().expect("records").pos;
+        let slot_index = newest % info.slot_count;
         let at = info.slots_offset() + slot_index * SLOT_SIZE + slot::LEN;
         for value in ABSURD_LENGTHS {
             let bytes = with_field(at, 4, value.into());

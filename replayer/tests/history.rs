@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use flightrec_recorder::{Builder, Level, Machine, Tick};
 use flightrec_replayer::tree::{Path, Value};
-use flightrec_replayer::{History, ReplayError, ReplayOptions};
+use flightrec_replayer::{History, Progress, ReplayError, ReplayOptions, Stage};
 use serde::{Deserialize, Serialize};
 
 /// Slots of a few named registers; each input sets one register.
@@ -75,7 +75,10 @@ fn recorded_registers(dir: &tempfile::TempDir, count: u64) -> PathBuf {
 
 /// No memory for snapshots: every position is replayed from the base checkpoint.
 fn no_snapshots() -> ReplayOptions {
-    ReplayOptions { snapshot_budget: 0 }
+    ReplayOptions {
+        snapshot_budget: 0,
+        ..ReplayOptions::default()
+    }
 }
 
 #[test]
@@ -170,6 +173,24 @@ fn the_last_change_of_a_field_is_found_and_the_one_before_it() {
 }
 
 #[test]
+fn opening_reports_its_progress_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = recorded_registers(&dir, 3_000);
+    let progress = std::sync::Arc::new(Progress::default());
+    assert_eq!(progress.stage(), Stage::Waiting);
+    let options = ReplayOptions {
+        progress: Some(progress.clone()),
+        ..ReplayOptions::default()
+    };
+    let history = History::<Registers>::open_with(&ring, &options).unwrap();
+    assert_eq!(progress.stage(), Stage::Done);
+    assert_eq!(
+        progress.inputs(),
+        (history.len() as u64, history.len() as u64)
+    );
+}
+
+#[test]
 fn the_snapshot_budget_bounds_how_many_snapshots_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let ring = recorded_registers(&dir, 3_000);
@@ -180,6 +201,7 @@ fn the_snapshot_budget_bounds_how_many_snapshots_are_kept() {
         &ring,
         &ReplayOptions {
             snapshot_budget: budget,
+            ..ReplayOptions::default()
         },
     )
     .unwrap();

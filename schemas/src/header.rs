@@ -338,11 +338,11 @@ impl HeaderInfo {
                 supported: FORMAT_VERSION,
             });
         }
-        if format_version == 0 {
+        if format_version < FORMAT_VERSION {
             return Err(bad(
                 "format_version",
                 h::FORMAT_VERSION,
-                "version 0 was never written",
+                "versions before 2 (an earlier record checksum) are not read by this build",
             ));
         }
         let header_size = u32_at(page, h::HEADER_SIZE) as u64;

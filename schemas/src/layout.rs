@@ -10,7 +10,7 @@ pub const MAGIC: [u8; 8] = *b"FLRING\r\n";
 ///
 /// Bump it whenever an offset, a size, a field's meaning or the checksum changes. Readers refuse
 /// files whose version is newer than theirs, so an old replayer never misreads a new file.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Every region starts on a page boundary so the writer can map and fault it independently.
 pub const PAGE: u64 = 4096;

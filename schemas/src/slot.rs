@@ -42,72 +42,107 @@ fn mum(a: u64, b: u64) -> u64 {
     (product as u64) ^ ((product >> 64) as u64)
 }
 
-/// The checksum stored with each record, over its position, sequence number, length, payload
-/// and time.
+/// The checksum stored with each record, over its position, sequence number, time, length and
+/// payload.
 ///
-/// The payload is taken as little-endian 64-bit words, the last one zero padded; each pair of
-/// words `(a, b)` at pair index `i` (a missing second word is 0) adds
-/// `mum(a ^ KEYS[2i % 8], b ^ KEYS[(2i + 1) % 8] ^ i)` to an accumulator that starts at
-/// `mum(pos ^ KEYS[0], seq ^ KEYS[1])`. Then `f = mum(acc ^ KEYS[4], len ^ KEYS[5]) ^
-/// ticks.rotate_left(29)`, and the checksum is the low 32 bits of `f ^ (f >> 32)`. The time
-/// enters last, with a xor, so the multiplies need not wait for the clock read.
+/// The payload is taken as little-endian 64-bit words `w`, zero padded, in pairs; there are
+/// `max(2, ⌈len / 16⌉)` pairs, so the head slot's four words always count. Pair `i` adds
+/// `mum(w[2i] ^ KEYS[2i % 8] ^ x, w[2i + 1] ^ KEYS[(2i + 1) % 8] ^ y)` to a wrapping sum, where
+/// `(x, y)` is `(pos, seq)` for pair 0, `(len, 1)` for pair 1 and `(0, i)` after that. The
+/// checksum is the high 32 bits of the sum, xor the two halves of `ticks`.
+///
+/// The multiplies of a record are independent of one another and of the clock read, so a record
+/// of up to 32 bytes costs two multiplies side by side, an add and a xor: the writer's hot path,
+/// which waits for its own work before the next clock read, waits for little more than one
+/// multiply.
 ///
 /// ```
 /// use flightrec_schemas::slot::record_checksum;
 /// let a = record_checksum(7, 3, 1000, b"deposit");
 /// assert_eq!(a, record_checksum(7, 3, 1000, b"deposit"));
 /// assert_ne!(a, record_checksum(8, 3, 1000, b"deposit"));
+/// assert_ne!(a, record_checksum(7, 4, 1000, b"deposit"));
 /// assert_ne!(a, record_checksum(7, 3, 1001, b"deposit"));
 /// assert_ne!(a, record_checksum(7, 3, 1000, b"depositX"));
+/// assert_ne!(a, record_checksum(7, 3, 1000, b"deposit\0"));
 /// ```
 pub fn record_checksum(pos: u64, seq: u64, ticks: u64, payload: &[u8]) -> u32 {
     let payload = Payload {
         prefix: None,
         body: payload,
     };
-    checksum(pos, seq, ticks, payload.len(), |i| payload.word(i))
+    let sum = checksum_sum(pos, seq, payload.len(), |i| payload.word(i));
+    checksum_end(sum, ticks)
 }
 
+/// Pairs of payload words a checksum covers: the head slot's two, then one per 16 bytes.
 #[inline(always)]
-fn checksum(pos: u64, seq: u64, ticks: u64, len: usize, word: impl Fn(usize) -> u64) -> u32 {
-    let mut acc = checksum_start(pos, seq);
-    for i in 0..len.div_ceil(16) {
-        acc = acc.wrapping_add(checksum_pair(i, word(2 * i), word(2 * i + 1)));
-    }
-    checksum_end(acc, len, ticks)
+fn checksum_pairs(len: usize) -> usize {
+    len.div_ceil(16).max(2)
 }
 
-/// The checksum's three steps, shared by the writer's [`checksum`] and the reader's
+/// The sum of the checksum's pairs, before the time is mixed in.
+#[inline(always)]
+fn checksum_sum(pos: u64, seq: u64, len: usize, word: impl Fn(usize) -> u64) -> u64 {
+    let fields = RecordFields { pos, seq, len };
+    let mut sum = 0u64;
+    for i in 0..checksum_pairs(len) {
+        sum = sum.wrapping_add(checksum_pair(i, word(2 * i), word(2 * i + 1), &fields));
+    }
+    sum
+}
+
+/// The head's word 3, `len | checksum << 32`, from the sum of pairs: the same bits as
+/// `len | (checksum_end(sum, ticks) as u64) << 32`, arranged so that only a mask and a xor wait
+/// for the sum (the rest depends on the clock and the length, known earlier).
+#[inline(always)]
+fn len_and_checksum(len: usize, sum: u64, ticks: u64) -> u64 {
+    let early = (ticks ^ (ticks >> 32)) << 32 | len as u64;
+    (sum & 0xFFFF_FFFF_0000_0000) ^ early
+}
+
+/// The fields of a record that its payload's multiplies mix in.
+struct RecordFields {
+    pos: u64,
+    seq: u64,
+    len: usize,
+}
+
+/// The checksum's two steps, shared by the writer's [`checksum`] and the reader's
 /// [`StreamingChecksum`] so that the two cannot drift apart.
 #[inline(always)]
-fn checksum_start(pos: u64, seq: u64) -> u64 {
-    mum(pos ^ KEYS[0], seq ^ KEYS[1])
+fn checksum_pair(i: usize, a: u64, b: u64, fields: &RecordFields) -> u64 {
+    let (x, y) = match i {
+        0 => (fields.pos, fields.seq),
+        1 => (fields.len as u64, 1),
+        _ => (0, i as u64),
+    };
+    mum(a ^ KEYS[(2 * i) % 8] ^ x, b ^ KEYS[(2 * i + 1) % 8] ^ y)
 }
 
+/// The time enters last, with a xor, so that no multiply waits for the clock read.
 #[inline(always)]
-fn checksum_pair(i: usize, a: u64, b: u64) -> u64 {
-    mum(a ^ KEYS[(2 * i) % 8], b ^ KEYS[(2 * i + 1) % 8] ^ i as u64)
-}
-
-#[inline(always)]
-fn checksum_end(acc: u64, len: usize, ticks: u64) -> u32 {
-    let folded = mum(acc ^ KEYS[4], len as u64 ^ KEYS[5]) ^ ticks.rotate_left(29);
-    (folded ^ (folded >> 32)) as u32
+fn checksum_end(sum: u64, ticks: u64) -> u32 {
+    ((sum >> 32) ^ ticks ^ (ticks >> 32)) as u32
 }
 
 /// The record checksum fed word by word, as a reader loads them: the same value as
 /// [`record_checksum`] without going over the payload's bytes a second time.
 struct StreamingChecksum {
-    acc: u64,
+    fields: RecordFields,
+    ticks: u64,
+    sum: u64,
     pending: Option<u64>,
     pair: usize,
 }
 
 impl StreamingChecksum {
     #[inline(always)]
-    fn new(pos: u64, seq: u64) -> StreamingChecksum {
+    fn new(pos: u64, seq: u64, ticks: u64, len: usize) -> StreamingChecksum {
         StreamingChecksum {
-            acc: checksum_start(pos, seq),
+            fields: RecordFields { pos, seq, len },
+            ticks,
+            sum: 0,
             pending: None,
             pair: 0,
         }
@@ -119,19 +154,20 @@ impl StreamingChecksum {
         match self.pending.take() {
             None => self.pending = Some(word),
             Some(first) => {
-                let mixed = checksum_pair(self.pair, first, word);
-                self.acc = self.acc.wrapping_add(mixed);
+                let mixed = checksum_pair(self.pair, first, word, &self.fields);
+                self.sum = self.sum.wrapping_add(mixed);
                 self.pair += 1;
             }
         }
     }
 
     #[inline(always)]
-    fn finish(mut self, len: usize, ticks: u64) -> u32 {
-        if self.pending.is_some() {
+    fn finish(mut self) -> u32 {
+        // Zero words complete the last pair and, for a short payload, the head's two pairs.
+        while self.pending.is_some() || self.pair < checksum_pairs(self.fields.len) {
             self.push(0);
         }
-        checksum_end(self.acc, len, ticks)
+        checksum_end(self.sum, self.ticks)
     }
 }
 
@@ -190,6 +226,26 @@ fn body_word(body: &[u8], j: usize) -> u64 {
     match body.get(start..start + 8) {
         Some(chunk) => u64::from_le_bytes(chunk.try_into().expect("8 bytes")),
         None => partial_word(body.get(start..).unwrap_or(&[])),
+    }
+}
+
+/// The first three little-endian words of `body` (at most 24 bytes), zero padded past its end.
+///
+/// Each word is one eight-byte load: the word holding the body's last bytes is loaded so that it
+/// ends at the body's end (overlapping the word before it) and shifted down, so there is no loop
+/// over bytes and no call to `memcpy`. This runs for every short trace message.
+#[inline(always)]
+fn short_words(body: &[u8]) -> [u64; 3] {
+    let n = body.len();
+    debug_assert!(n <= 24);
+    let load = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
+    match n {
+        0..8 => [partial_word(body), 0, 0],
+        8 => [load(0), 0, 0],
+        // Bytes `n - 8 .. n`, of which the last `n - 8` belong to the second word.
+        9..=16 => [load(0), load(n - 8) >> (8 * (16 - n)), 0],
+        // The last `n - 16` of them belong to the third word.
+        _ => [load(0), load(8), load(n - 8) >> (8 * (24 - n))],
     }
 }
 
@@ -356,15 +412,20 @@ impl<'a> Slots<'a> {
     /// `body`, without joining them first. Same contract as [`Self::write`].
     #[inline(always)]
     pub fn write_prefixed(&self, pos: u64, seq: u64, ticks: u64, prefix: u64, body: &[u8]) -> u64 {
-        self.write_payload(
-            pos,
-            seq,
-            ticks,
-            Payload {
-                prefix: Some(prefix),
-                body,
-            },
-        )
+        let len = 8 + body.len();
+        if len <= slot::HEAD_PAYLOAD as usize {
+            // A short trace message, the common case: its words come from a few overlapping
+            // loads rather than from `Payload::word`'s general byte-by-byte cases.
+            let [a, b, c] = short_words(body);
+            self.write_single(pos, seq, ticks, len, &[prefix, a, b, c]);
+            return 1;
+        }
+        let payload = Payload {
+            prefix: Some(prefix),
+            body,
+        };
+        debug_assert!(payload.len() <= self.max_record_len() as usize);
+        self.write_spanning(pos, seq, ticks, &payload)
     }
 
     /// Writes a record of at most 32 bytes given as words; always one slot.
@@ -394,14 +455,15 @@ impl<'a> Slots<'a> {
         // Step 1: invalidate the slot before touching it.
         slot[0].store(0, Ordering::Relaxed);
         fence(Ordering::Release);
-        // Step 2: header and payload (unused payload words are zeroed, not left stale).
-        let sum = checksum(pos, seq, ticks, len, |i| words.get(i).copied().unwrap_or(0));
+        // Step 2: header and payload (unused payload words are zeroed, not left stale). The
+        // checksum is stored last: the other stores need not wait for its multiplies.
         slot[1].store(seq, Ordering::Relaxed);
         slot[2].store(ticks, Ordering::Relaxed);
-        slot[3].store(len as u64 | (sum as u64) << 32, Ordering::Relaxed);
         for (slot_word, &word) in slot[4..].iter().zip(words) {
             slot_word.store(word, Ordering::Relaxed);
         }
+        let sum = checksum_sum(pos, seq, len, |i| words.get(i).copied().unwrap_or(0));
+        slot[3].store(len_and_checksum(len, sum, ticks), Ordering::Relaxed);
         // Step 3: publish.
         slot[0].store(pos + 1, Ordering::Release);
     }
@@ -416,11 +478,14 @@ impl<'a> Slots<'a> {
         }
         fence(Ordering::Release);
         // Step 2: header and payload.
-        let sum = checksum(pos, seq, ticks, payload.len(), |i| payload.word(i));
+        let sum = checksum_sum(pos, seq, payload.len(), |i| payload.word(i));
         let head = self.slot(pos);
         head[1].store(seq, Ordering::Relaxed);
         head[2].store(ticks, Ordering::Relaxed);
-        head[3].store(payload.len() as u64 | (sum as u64) << 32, Ordering::Relaxed);
+        head[3].store(
+            len_and_checksum(payload.len(), sum, ticks),
+            Ordering::Relaxed,
+        );
         let mut next = 0;
         for (i, word) in head[4..].iter().enumerate() {
             word.store(payload.word(i), Ordering::Relaxed);
@@ -497,7 +562,7 @@ impl<'a> Slots<'a> {
         let slots = slots_for(len);
         payload.reserve(len as usize);
         let end = start + len as usize;
-        let mut sum = StreamingChecksum::new(pos, seq);
+        let mut sum = StreamingChecksum::new(pos, seq, ticks, len as usize);
         load_words(
             |i| self.word(pos, 4 + i),
             HEAD_PAYLOAD_WORDS,
@@ -524,7 +589,7 @@ impl<'a> Slots<'a> {
         if self.word(pos, 0).load(Ordering::Relaxed) != stamp {
             return SlotState::Overwritten;
         }
-        if sum.finish(len as usize, ticks) != checksum {
+        if sum.finish() != checksum {
             return SlotState::Corrupt(Corruption::Checksum { seq });
         }
         SlotState::Record(RecordHeader {
@@ -585,17 +650,59 @@ mod tests {
         let bytes: Vec<u8> = (0..200u32).map(|i| (i * 37 + 11) as u8).collect();
         for len in 0..bytes.len() {
             let payload = &bytes[..len];
-            let mut sum = StreamingChecksum::new(9, 4);
+            let mut sum = StreamingChecksum::new(9, 4, 77, len);
             for chunk in payload.chunks(8) {
                 let mut word = [0u8; 8];
                 word[..chunk.len()].copy_from_slice(chunk);
                 sum.push(u64::from_le_bytes(word));
             }
             assert_eq!(
-                sum.finish(len, 77),
+                sum.finish(),
                 record_checksum(9, 4, 77, payload),
                 "{len} bytes"
             );
+        }
+    }
+
+    /// The test vectors of FORMAT.md's appendix, computed there from the specification alone.
+    #[test]
+    fn the_checksum_matches_the_documented_test_vectors() {
+        let counting: Vec<u8> = (0..0x28).collect();
+        assert_eq!(record_checksum(0, 0, 0, b""), 0x00eb_426c);
+        assert_eq!(record_checksum(7, 3, 1000, b"deposit"), 0xe27c_7ff6);
+        assert_eq!(
+            record_checksum(1029, 17, 123_456_789, &counting),
+            0xcfa2_9061
+        );
+        let format = include_str!("../FORMAT.md");
+        for documented in ["0x00eb426c", "0xe27c7ff6", "0xcfa29061"] {
+            assert!(format.contains(documented), "FORMAT.md lists {documented}");
+        }
+    }
+
+    #[test]
+    fn the_head_word_holds_the_length_and_the_checksum() {
+        for (len, sum, ticks) in [
+            (0, 0, 0),
+            (21, u64::MAX, 1 << 40),
+            (32, 0x1234_5678_9abc, !7),
+        ] {
+            let checksum = checksum_end(sum, ticks);
+            assert_eq!(
+                len_and_checksum(len, sum, ticks),
+                len as u64 | (checksum as u64) << 32
+            );
+        }
+    }
+
+    #[test]
+    fn short_words_are_the_payload_words() {
+        let bytes: Vec<u8> = (1..=24u8).collect();
+        for n in 0..=24 {
+            let body = &bytes[..n];
+            let payload = Payload { prefix: None, body };
+            let want = [payload.word(0), payload.word(1), payload.word(2)];
+            assert_eq!(short_words(body), want, "{n} bytes");
         }
     }
 

@@ -10,6 +10,7 @@
 
 mod demo;
 mod inspect;
+mod progress;
 mod replay;
 mod time;
 mod tui;

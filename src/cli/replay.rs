@@ -44,6 +44,7 @@ impl MemoryArgs {
     pub fn options(&self) -> ReplayOptions {
         ReplayOptions {
             snapshot_budget: usize::try_from(self.snapshot_memory).unwrap_or(usize::MAX),
+            ..ReplayOptions::default()
         }
     }
 }
@@ -69,7 +70,8 @@ pub fn open_history<M: Machine + Clone>(
     file: &Path,
     options: &ReplayOptions,
 ) -> Result<History<M>, Failure> {
-    History::open_with(file, options).map_err(|error: ReplayError| Failure::bad_input(error))
+    super::progress::opening(options, |options| History::open_with(file, options))
+        .map_err(|error: ReplayError| Failure::bad_input(error))
 }
 
 pub fn run_replay<M: Machine + Clone>(args: ReplayArgs) -> Result<ExitCode, Failure> {

@@ -2,7 +2,7 @@
 //! never touches a terminal, so it is tested by driving actions and looking at the state.
 
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flightrec_replayer::tree::{self, Path};
 use flightrec_replayer::History;
@@ -85,12 +85,36 @@ pub struct App<M: Machine> {
     pub(crate) scan: Option<Scan>,
     /// The field `w` last looked for, and the input it found.
     watch: Option<(Path, usize)>,
+    /// A `w` still looking back through the history, a slice at a time.
+    pub(crate) tracing: Option<ChangeSearch>,
     pub(crate) message: Option<String>,
     pub(crate) help: bool,
     pub(crate) quit: bool,
     pub(crate) areas: Areas,
     pub(crate) theme: Theme,
 }
+
+/// A `w` looking back for the input that last changed a field.
+pub(crate) struct ChangeSearch {
+    pub(crate) path: Path,
+    /// Inputs before this position are still to look at, newest first.
+    pub(crate) end: usize,
+    /// Where the search began, for its progress.
+    pub(crate) from: usize,
+    pub(crate) started: Instant,
+}
+
+impl ChangeSearch {
+    /// The share of the inputs before `from` looked at so far.
+    pub(crate) fn fraction(&self) -> f64 {
+        1.0 - self.end as f64 / self.from.max(1) as f64
+    }
+}
+
+/// Inputs `w` replays between two looks at the clock: a few milliseconds of work.
+const CHANGE_CHUNK: usize = 4096;
+/// How long `w` looks before the key press returns; the rest runs between key presses.
+const WHO_CHANGED_AT_ONCE: Duration = Duration::from_millis(8);
 
 impl<M: Machine + Clone> App<M> {
     /// Opens at the end of `history`: the crash.
@@ -114,6 +138,7 @@ impl<M: Machine + Clone> App<M> {
             search: None,
             scan: None,
             watch: None,
+            tracing: None,
             message: None,
             help: false,
             quit: false,
@@ -148,9 +173,9 @@ impl<M: Machine + Clone> App<M> {
         self.quit
     }
 
-    /// Whether a search or filter is still running (call [`App::work`] again soon).
+    /// Whether a search, filter or `w` is still running (call [`App::work`] again soon).
     pub fn is_busy(&self) -> bool {
-        self.scan.is_some()
+        self.scan.is_some() || self.tracing.is_some()
     }
 
     /// The selected row.
@@ -177,6 +202,11 @@ impl<M: Machine + Clone> App<M> {
         }
         if !matches!(action, Action::WhoChanged) {
             self.message = None;
+        }
+        // A key that moves elsewhere ends a `w` still looking: its answer would yank the
+        // selection away from where the user went. (Esc says so; `w` starts afresh.)
+        if !matches!(action, Action::Cancel) {
+            self.tracing = None;
         }
         match action {
             Action::StepBack => self.step(false),
@@ -222,8 +252,11 @@ impl<M: Machine + Clone> App<M> {
         }
     }
 
-    /// Runs a pending search or filter for at most `budget`.
+    /// Runs a pending search, filter or `w` for about `budget`.
     pub fn work(&mut self, budget: Duration) {
+        if self.tracing.is_some() {
+            return self.trace_change(budget);
+        }
         let Some(mut scan) = self.scan.take() else {
             return;
         };
@@ -335,6 +368,9 @@ impl<M: Machine + Clone> App<M> {
     }
 
     fn cancel(&mut self) {
+        if let Some(search) = self.tracing.take() {
+            self.message = Some(format!("w on {} cancelled", search.path));
+        }
         if let Some(scan) = self.scan.take() {
             let what = match scan.purpose {
                 Purpose::Filter { .. } => "filter",
@@ -495,21 +531,44 @@ impl<M: Machine + Clone> App<M> {
                 }
             },
         };
-        match self.history.last_change(&path, before) {
-            Some(index) => {
+        self.tracing = Some(ChangeSearch {
+            path,
+            end: before + 1,
+            from: before + 1,
+            started: Instant::now(),
+        });
+        // A change nearby is found at once; a long search goes on between key presses.
+        self.trace_change(WHO_CHANGED_AT_ONCE);
+    }
+
+    /// Looks back for the change `w` asked for, a chunk of inputs at a time, for about `budget`.
+    fn trace_change(&mut self, budget: Duration) {
+        let Some(mut search) = self.tracing.take() else {
+            return;
+        };
+        let started = Instant::now();
+        while search.end > 0 && started.elapsed() < budget {
+            let start = search.end.saturating_sub(CHANGE_CHUNK);
+            if let Some(index) = self.history.last_change_in(&search.path, start..search.end) {
                 self.select_row(Row::Input(index));
                 let seq = self.history.base_seq() + index as u64;
                 self.message = Some(format!(
-                    "{path} last changed by input #{seq} (w again: the change before)"
+                    "{} last changed by input #{seq} (w again: the change before)",
+                    search.path
                 ));
-                self.watch = Some((path, index));
+                self.watch = Some((search.path, index));
+                return;
             }
-            None => {
-                self.message = Some(format!(
-                    "no retained input changed {path}: it is as the base checkpoint holds it"
-                ));
-            }
+            search.end = start;
         }
+        if search.end > 0 {
+            self.tracing = Some(search);
+            return;
+        }
+        self.message = Some(format!(
+            "no retained input changed {}: it is as the base checkpoint holds it",
+            search.path
+        ));
     }
 
     fn unfold_top_level(&mut self) {

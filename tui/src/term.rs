@@ -2,10 +2,10 @@
 
 use std::io::{self, IsTerminal, Stdout};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use flightrec_replayer::{History, ReplayError, ReplayOptions};
+use flightrec_replayer::{History, Progress, ReplayError, ReplayOptions, Stage};
 use flightrec_schemas::Machine;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
@@ -113,7 +113,10 @@ where
     M: Machine + Clone + Send + 'static,
 {
     let (done, result) = mpsc::channel();
-    let (owned_path, options) = (path.to_owned(), options.clone());
+    let progress = Arc::new(Progress::default());
+    let mut options = options.clone();
+    options.progress = Some(Arc::clone(&progress));
+    let owned_path = path.to_owned();
     std::thread::Builder::new()
         .name("flightrec-replay".into())
         .spawn(move || {
@@ -134,7 +137,7 @@ where
         terminal.draw(|frame| {
             let [_, middle, _] = Layout::vertical([
                 Constraint::Fill(1),
-                Constraint::Length(5),
+                Constraint::Length(6),
                 Constraint::Fill(1),
             ])
             .areas(frame.area());
@@ -142,12 +145,12 @@ where
             let tick = (elapsed.as_millis() / 100) as usize % spinner.len();
             let lines = vec![
                 Line::raw(format!(
-                    "{} recovering and replaying {} ({} MiB): {:.1}s",
+                    "{} {} ({} MiB)",
                     spinner[tick],
                     path.display(),
                     bytes >> 20,
-                    elapsed.as_secs_f64()
                 )),
+                Line::raw(loading_status(&progress, elapsed)),
                 Line::styled("q or Ctrl-C gives up", theme.quiet()),
             ];
             Paragraph::new(lines)
@@ -162,6 +165,21 @@ where
                     return Ok(None);
                 }
             }
+        }
+    }
+}
+
+/// One line on how far opening has come: the stage, and while replaying, the inputs done.
+fn loading_status(progress: &Progress, elapsed: Duration) -> String {
+    let seconds = elapsed.as_secs_f64();
+    match progress.stage() {
+        Stage::Waiting | Stage::Recovering => {
+            format!("reading and checking every record: {seconds:.1}s")
+        }
+        Stage::Replaying | Stage::Done => {
+            let (done, total) = progress.inputs();
+            let percent = (done * 100).checked_div(total).unwrap_or(100);
+            format!("replaying input {done} of {total} ({percent}%): {seconds:.1}s")
         }
     }
 }
@@ -204,13 +222,17 @@ fn restore() {
 }
 
 /// Restores the terminal before the panic message is printed, so the message is readable and
-/// the shell usable. Installed once; the previous hook still runs.
+/// the shell usable. Installed once; the previous hook still runs. A panic that a replay is
+/// about to catch (the recorded crash, re-applied while seeking) is not the UI's: the screen
+/// stays.
 fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore();
+            if !flightrec_replayer::replaying() {
+                restore();
+            }
             previous(info);
         }));
     });

@@ -506,6 +506,15 @@ fn hint_line<M: Machine + Clone>(app: &App<M>) -> Line<'static> {
             Span::raw(format!("{}▏", prompt.text)),
         ]);
     }
+    if let Some(search) = &app.tracing {
+        return Line::raw(format!(
+            "looking back for the last change to {}… {:.0}% of {} inputs, {:.1}s (Esc cancels)",
+            search.path,
+            search.fraction() * 100.0,
+            count(search.from as u64),
+            search.started.elapsed().as_secs_f64()
+        ));
+    }
     if let Some(scan) = &app.scan {
         let what = match scan.purpose {
             Purpose::Filter { .. } => "filtering",
