@@ -4,7 +4,9 @@
 set -euo pipefail
 
 # tmux: the TUI's end-to-end test runs the real binary in a terminal (tests/tui_tmux.rs).
-packages=(tmux)
+# capnproto: the `capnp` schema compiler, with which schemas/tests/capnp_generated.rs checks the
+#   checked-in Rust code generated from schemas/trace.capnp (a build itself does not need it).
+packages=(tmux capnproto)
 
 missing=()
 for pkg in "${packages[@]}"; do

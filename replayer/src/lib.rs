@@ -10,6 +10,7 @@
 //! ```
 
 mod error;
+pub mod export;
 mod history;
 mod map;
 mod progress;

@@ -1,0 +1,517 @@
+//! Between the Rust types of an export and its Cap'n Proto messages (`schemas/trace.capnp`).
+//! Decoding is of untrusted bytes: every list is checked against the message's size before
+//! anything is allocated for it, every text must be UTF-8, every enum known.
+
+use capnp::message::{Builder, HeapAllocator, ReaderOptions};
+use capnp::serialize;
+use flightrec_schemas::trace_capnp as schema;
+
+use super::format::{reader_options, Kind};
+use super::{Crash, EventKind, Metadata};
+use crate::tree::{Change, Path};
+
+/// An error while decoding, for the caller to place (chunk, offset).
+pub type DecodeResult<T> = Result<T, String>;
+
+/// An event as stored: its name is an index into the footer's names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub kind: EventKind,
+    pub position: u64,
+    pub seq: u64,
+    pub unix_ns: u64,
+    pub name: u32,
+    pub level: u8,
+    pub summary: String,
+    pub tree: Option<String>,
+    pub raw: Option<Vec<u8>>,
+}
+
+/// One change as stored: path text, and the values as JSON text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredChange {
+    pub path: String,
+    pub before: Option<String>,
+    pub after: Option<String>,
+}
+
+/// Where a chunk is and what it holds, as the footer says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub kind: Kind,
+    pub offset: u64,
+    pub stored_len: u32,
+    pub raw_len: u32,
+    pub checksum: u64,
+    pub first_position: u64,
+    pub last_position: u64,
+    pub first_event: u64,
+    pub count: u32,
+}
+
+/// The footer, decoded (not yet checked for consistency: the reader does that).
+#[derive(Clone, Debug, Default)]
+pub struct IndexData {
+    pub metadata: Metadata,
+    pub names: Vec<String>,
+    pub input_count: u64,
+    pub event_count: u64,
+    pub chunks: Vec<ChunkRef>,
+    /// Position and chunk index.
+    pub keyframes: Vec<(u64, u32)>,
+    /// The checkpoint and its chunk index.
+    pub checkpoints: Vec<(super::CheckpointInfo, u32)>,
+}
+
+/// A decoded checkpoint message.
+pub struct CheckpointData {
+    pub input_seq: u64,
+    pub hash: u64,
+    pub unix_ns: u64,
+    pub state: Vec<u8>,
+}
+
+/// The path of a change as stored: `tree::Path`'s Display, the root as "".
+pub fn path_text(path: &Path) -> String {
+    if path.0.is_empty() {
+        String::new()
+    } else {
+        path.to_string()
+    }
+}
+
+/// A JSON value's text.
+pub fn json_text(value: &serde_json::Value) -> String {
+    // Serializing a `Value` to a string cannot fail: its map keys are strings.
+    serde_json::to_string(value).unwrap_or_default()
+}
+
+fn finish(message: &Builder<HeapAllocator>) -> Vec<u8> {
+    serialize::write_message_to_words(message)
+}
+
+fn kind_code(kind: Kind) -> schema::ChunkKind {
+    match kind {
+        Kind::Events => schema::ChunkKind::Events,
+        Kind::Diffs => schema::ChunkKind::Diffs,
+        Kind::Keyframe => schema::ChunkKind::Keyframe,
+        Kind::Checkpoint => schema::ChunkKind::Checkpoint,
+    }
+}
+
+/// An `EventChunk` message.
+pub fn encode_events(first_event: u64, events: &[StoredEvent]) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    let mut root = message.init_root::<schema::event_chunk::Builder>();
+    root.set_first_event(first_event);
+    let mut list = root.init_events(events.len() as u32);
+    for (i, event) in events.iter().enumerate() {
+        let mut out = list.reborrow().get(i as u32);
+        out.set_kind(match event.kind {
+            EventKind::Input => schema::EventKind::Input,
+            EventKind::Trace => schema::EventKind::Trace,
+        });
+        out.set_position(event.position);
+        out.set_seq(event.seq);
+        out.set_unix_ns(event.unix_ns);
+        out.set_name(event.name);
+        out.set_level(event.level);
+        out.set_summary(event.summary.as_str());
+        if let Some(tree) = &event.tree {
+            out.set_tree(tree.as_str());
+        }
+        if let Some(raw) = &event.raw {
+            out.set_raw(raw);
+        }
+    }
+    finish(&message)
+}
+
+/// A `DiffChunk` message.
+pub fn encode_diffs(diffs: &[(u64, Vec<StoredChange>)]) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    let root = message.init_root::<schema::diff_chunk::Builder>();
+    let mut list = root.init_diffs(diffs.len() as u32);
+    for (i, (position, changes)) in diffs.iter().enumerate() {
+        let mut out = list.reborrow().get(i as u32);
+        out.set_position(*position);
+        let mut changes_out = out.init_changes(changes.len() as u32);
+        for (j, change) in changes.iter().enumerate() {
+            let mut c = changes_out.reborrow().get(j as u32);
+            c.set_path(change.path.as_str());
+            if let Some(before) = &change.before {
+                c.set_before(before.as_str());
+            }
+            if let Some(after) = &change.after {
+                c.set_after(after.as_str());
+            }
+        }
+    }
+    finish(&message)
+}
+
+/// A `Keyframe` message.
+pub fn encode_keyframe(position: u64, tree: &str) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    let mut root = message.init_root::<schema::keyframe::Builder>();
+    root.set_position(position);
+    root.set_tree(tree);
+    finish(&message)
+}
+
+/// A `Checkpoint` message.
+pub fn encode_checkpoint(input_seq: u64, hash: u64, unix_ns: u64, state: &[u8]) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    let mut root = message.init_root::<schema::checkpoint::Builder>();
+    root.set_input_seq(input_seq);
+    root.set_hash(hash);
+    root.set_unix_ns(unix_ns);
+    root.set_state(state);
+    finish(&message)
+}
+
+/// The footer's `Index` message.
+pub fn encode_index(index: &IndexData) -> Vec<u8> {
+    let mut message = Builder::new_default();
+    let mut root = message.init_root::<schema::index::Builder>();
+    encode_metadata(root.reborrow().init_metadata(), &index.metadata);
+    let mut names = root.reborrow().init_names(index.names.len() as u32);
+    for (i, name) in index.names.iter().enumerate() {
+        names.set(i as u32, name.as_str());
+    }
+    root.set_input_count(index.input_count);
+    root.set_event_count(index.event_count);
+    let mut chunks = root.reborrow().init_chunks(index.chunks.len() as u32);
+    for (i, chunk) in index.chunks.iter().enumerate() {
+        let mut out = chunks.reborrow().get(i as u32);
+        out.set_kind(kind_code(chunk.kind));
+        out.set_offset(chunk.offset);
+        out.set_stored_len(chunk.stored_len);
+        out.set_raw_len(chunk.raw_len);
+        out.set_checksum(chunk.checksum);
+        out.set_first_position(chunk.first_position);
+        out.set_last_position(chunk.last_position);
+        out.set_first_event(chunk.first_event);
+        out.set_count(chunk.count);
+    }
+    let mut keyframes = root.reborrow().init_keyframes(index.keyframes.len() as u32);
+    for (i, (position, chunk)) in index.keyframes.iter().enumerate() {
+        let mut out = keyframes.reborrow().get(i as u32);
+        out.set_position(*position);
+        out.set_chunk(*chunk);
+    }
+    let mut checkpoints = root.init_checkpoints(index.checkpoints.len() as u32);
+    for (i, (info, chunk)) in index.checkpoints.iter().enumerate() {
+        let mut out = checkpoints.reborrow().get(i as u32);
+        out.set_input_seq(info.input_seq);
+        out.set_hash(info.hash);
+        out.set_unix_ns(info.unix_ns);
+        out.set_state_len(info.state_len);
+        out.set_chunk(*chunk);
+    }
+    finish(&message)
+}
+
+fn encode_metadata(mut out: schema::metadata::Builder<'_>, metadata: &Metadata) {
+    out.set_format_version(super::format::FORMAT_VERSION);
+    out.set_ring_format_version(metadata.ring_format_version);
+    out.set_machine_name(metadata.machine_name.as_str());
+    out.set_machine_version(metadata.machine_version);
+    out.set_host(metadata.host.as_str());
+    out.set_pid(metadata.pid);
+    out.set_record_start_unix_ns(metadata.record_start_unix_ns);
+    out.set_record_end_unix_ns(metadata.record_end_unix_ns.unwrap_or(0));
+    out.set_exported_unix_ns(metadata.exported_unix_ns);
+    out.set_status(metadata.status.as_str());
+    if let Some(cause) = &metadata.cause_of_death {
+        out.set_cause_of_death(cause.as_str());
+    }
+    if let Some(crash) = &metadata.crash {
+        let mut c = out.reborrow().init_crash();
+        c.set_kind(crash.kind.as_str());
+        c.set_signal(crash.signal.unwrap_or(0));
+        c.set_has_code(crash.code.is_some());
+        c.set_code(crash.code.unwrap_or(0));
+        if let Some(addr) = &crash.fault_addr {
+            c.set_fault_addr(addr.as_str());
+        }
+        if let Some(location) = &crash.location {
+            c.set_location(location.as_str());
+        }
+        c.set_message(crash.message.as_str());
+        c.set_thread(crash.thread.as_str());
+        c.set_tid(crash.tid);
+        c.set_time_unix_ns(crash.time_unix_ns);
+    }
+    let mut losses = out.reborrow().init_losses(metadata.losses.len() as u32);
+    for (i, (name, value)) in metadata.losses.iter().enumerate() {
+        let mut counter = losses.reborrow().get(i as u32);
+        counter.set_name(name.as_str());
+        counter.set_value(*value);
+    }
+    out.set_verification(metadata.verification.as_str());
+    out.set_base_seq(metadata.base_seq);
+    out.set_keyframe_interval(metadata.keyframe_interval);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decoding
+
+/// Reads the message that fills `bytes` (8-byte aligned) exactly, under traversal limits sized
+/// to it, and hands its reader to `decode`.
+fn with_message<T>(
+    bytes: &[u8],
+    decode: impl FnOnce(&capnp::message::Reader<serialize::BufferSegments<&[u8]>>) -> DecodeResult<T>,
+) -> DecodeResult<T> {
+    let options: ReaderOptions = reader_options(bytes.len());
+    let mut rest = bytes;
+    let message = serialize::read_message_from_flat_slice(&mut rest, options)
+        .map_err(|e| format!("not a Cap'n Proto message: {e}"))?;
+    if !rest.is_empty() {
+        return Err(format!("{} bytes after the message", rest.len()));
+    }
+    decode(&message)
+}
+
+fn err(e: capnp::Error) -> String {
+    format!("bad message: {e}")
+}
+
+/// A list of `len` elements in a message of `bytes` bytes: each element of these schemas takes
+/// at least a word, so a longer list is forged (its elements would be traversal-limit "free").
+fn check_len(len: u32, bytes: usize, what: &str) -> DecodeResult<usize> {
+    if len as usize > bytes / 8 {
+        return Err(format!("{what}: {len} elements in a {bytes}-byte message"));
+    }
+    Ok(len as usize)
+}
+
+fn text(reader: capnp::Result<capnp::text::Reader<'_>>, what: &str) -> DecodeResult<String> {
+    reader
+        .map_err(err)?
+        .to_string()
+        .map_err(|_| format!("{what} is not UTF-8"))
+}
+
+fn optional_text(
+    present: bool,
+    reader: capnp::Result<capnp::text::Reader<'_>>,
+    what: &str,
+) -> DecodeResult<Option<String>> {
+    present.then(|| text(reader, what)).transpose()
+}
+
+/// Decodes an `EventChunk`: its first event's index and its events.
+pub fn decode_events(bytes: &[u8]) -> DecodeResult<(u64, Vec<StoredEvent>)> {
+    with_message(bytes, |message| {
+        let root = message
+            .get_root::<schema::event_chunk::Reader>()
+            .map_err(err)?;
+        let list = root.get_events().map_err(err)?;
+        let len = check_len(list.len(), bytes.len(), "events")?;
+        let mut events = Vec::with_capacity(len);
+        for event in list.iter() {
+            let kind = match event.get_kind() {
+                Ok(schema::EventKind::Input) => EventKind::Input,
+                Ok(schema::EventKind::Trace) => EventKind::Trace,
+                Err(e) => return Err(format!("unknown event kind {}", e.0)),
+            };
+            events.push(StoredEvent {
+                kind,
+                position: event.get_position(),
+                seq: event.get_seq(),
+                unix_ns: event.get_unix_ns(),
+                name: event.get_name(),
+                level: event.get_level(),
+                summary: text(event.get_summary(), "a summary")?,
+                tree: optional_text(event.has_tree(), event.get_tree(), "an input tree")?,
+                raw: if event.has_raw() {
+                    Some(event.get_raw().map_err(err)?.to_vec())
+                } else {
+                    None
+                },
+            });
+        }
+        Ok((root.get_first_event(), events))
+    })
+}
+
+/// Decodes a `DiffChunk`: each input's position and its changes, parsed.
+pub fn decode_diffs(bytes: &[u8]) -> DecodeResult<Vec<(u64, Vec<Change>)>> {
+    with_message(bytes, |message| {
+        let root = message
+            .get_root::<schema::diff_chunk::Reader>()
+            .map_err(err)?;
+        let list = root.get_diffs().map_err(err)?;
+        let len = check_len(list.len(), bytes.len(), "diffs")?;
+        let mut diffs = Vec::with_capacity(len);
+        for diff in list.iter() {
+            let stored = diff.get_changes().map_err(err)?;
+            let count = check_len(stored.len(), bytes.len(), "changes")?;
+            let mut changes = Vec::with_capacity(count);
+            for change in stored.iter() {
+                let path_text = text(change.get_path(), "a path")?;
+                let path = Path::parse(&path_text).map_err(|e| format!("bad path: {e}"))?;
+                let value = |present, reader, what| -> DecodeResult<Option<serde_json::Value>> {
+                    optional_text(present, reader, what)?
+                        .map(|json| {
+                            serde_json::from_str(&json)
+                                .map_err(|e| format!("{what} of {path_text}: {e}"))
+                        })
+                        .transpose()
+                };
+                changes.push(Change {
+                    before: value(change.has_before(), change.get_before(), "the value before")?,
+                    after: value(change.has_after(), change.get_after(), "the value after")?,
+                    path,
+                });
+            }
+            diffs.push((diff.get_position(), changes));
+        }
+        Ok(diffs)
+    })
+}
+
+/// Decodes a `Keyframe`: its position and its tree, parsed.
+pub fn decode_keyframe(bytes: &[u8]) -> DecodeResult<(u64, serde_json::Value)> {
+    with_message(bytes, |message| {
+        let root = message
+            .get_root::<schema::keyframe::Reader>()
+            .map_err(err)?;
+        let json = root.get_tree().map_err(err)?.as_bytes();
+        let tree = serde_json::from_slice(json).map_err(|e| format!("the tree: {e}"))?;
+        Ok((root.get_position(), tree))
+    })
+}
+
+/// Decodes a `Checkpoint`.
+pub fn decode_checkpoint(bytes: &[u8]) -> DecodeResult<CheckpointData> {
+    with_message(bytes, |message| {
+        let root = message
+            .get_root::<schema::checkpoint::Reader>()
+            .map_err(err)?;
+        Ok(CheckpointData {
+            input_seq: root.get_input_seq(),
+            hash: root.get_hash(),
+            unix_ns: root.get_unix_ns(),
+            state: root.get_state().map_err(err)?.to_vec(),
+        })
+    })
+}
+
+/// Decodes the footer's `Index`.
+pub fn decode_index(bytes: &[u8]) -> DecodeResult<IndexData> {
+    with_message(bytes, |message| {
+        let root = message.get_root::<schema::index::Reader>().map_err(err)?;
+        let metadata = decode_metadata(root.get_metadata().map_err(err)?, bytes.len())?;
+        let names_list = root.get_names().map_err(err)?;
+        let mut names = Vec::with_capacity(check_len(names_list.len(), bytes.len(), "names")?);
+        for name in names_list.iter() {
+            names.push(text(name, "a name")?);
+        }
+        let chunk_list = root.get_chunks().map_err(err)?;
+        let mut chunks = Vec::with_capacity(check_len(chunk_list.len(), bytes.len(), "chunks")?);
+        for (i, chunk) in chunk_list.iter().enumerate() {
+            let kind = match chunk.get_kind() {
+                Ok(schema::ChunkKind::Events) => Kind::Events,
+                Ok(schema::ChunkKind::Diffs) => Kind::Diffs,
+                Ok(schema::ChunkKind::Keyframe) => Kind::Keyframe,
+                Ok(schema::ChunkKind::Checkpoint) => Kind::Checkpoint,
+                Err(e) => return Err(format!("chunk {i} has unknown kind {}", e.0)),
+            };
+            chunks.push(ChunkRef {
+                kind,
+                offset: chunk.get_offset(),
+                stored_len: chunk.get_stored_len(),
+                raw_len: chunk.get_raw_len(),
+                checksum: chunk.get_checksum(),
+                first_position: chunk.get_first_position(),
+                last_position: chunk.get_last_position(),
+                first_event: chunk.get_first_event(),
+                count: chunk.get_count(),
+            });
+        }
+        let keyframe_list = root.get_keyframes().map_err(err)?;
+        let mut keyframes =
+            Vec::with_capacity(check_len(keyframe_list.len(), bytes.len(), "keyframes")?);
+        for keyframe in keyframe_list.iter() {
+            keyframes.push((keyframe.get_position(), keyframe.get_chunk()));
+        }
+        let checkpoint_list = root.get_checkpoints().map_err(err)?;
+        let mut checkpoints = Vec::with_capacity(check_len(
+            checkpoint_list.len(),
+            bytes.len(),
+            "checkpoints",
+        )?);
+        for checkpoint in checkpoint_list.iter() {
+            let info = super::CheckpointInfo {
+                input_seq: checkpoint.get_input_seq(),
+                hash: checkpoint.get_hash(),
+                unix_ns: checkpoint.get_unix_ns(),
+                state_len: checkpoint.get_state_len(),
+            };
+            checkpoints.push((info, checkpoint.get_chunk()));
+        }
+        Ok(IndexData {
+            metadata,
+            names,
+            input_count: root.get_input_count(),
+            event_count: root.get_event_count(),
+            chunks,
+            keyframes,
+            checkpoints,
+        })
+    })
+}
+
+fn decode_metadata(m: schema::metadata::Reader<'_>, bytes: usize) -> DecodeResult<Metadata> {
+    let version = m.get_format_version();
+    if version != super::format::FORMAT_VERSION {
+        return Err(format!("the metadata names format version {version}"));
+    }
+    let crash = if m.has_crash() {
+        let c = m.get_crash().map_err(err)?;
+        Some(Crash {
+            kind: text(c.get_kind(), "the crash kind")?,
+            signal: Some(c.get_signal()).filter(|&s| s != 0),
+            code: c.get_has_code().then(|| c.get_code()),
+            fault_addr: optional_text(c.has_fault_addr(), c.get_fault_addr(), "a fault address")?,
+            location: optional_text(c.has_location(), c.get_location(), "a location")?,
+            message: text(c.get_message(), "the crash message")?,
+            thread: text(c.get_thread(), "the crash thread")?,
+            tid: c.get_tid(),
+            time_unix_ns: c.get_time_unix_ns(),
+        })
+    } else {
+        None
+    };
+    let loss_list = m.get_losses().map_err(err)?;
+    let mut losses = Vec::with_capacity(check_len(loss_list.len(), bytes, "losses")?);
+    for counter in loss_list.iter() {
+        losses.push((
+            text(counter.get_name(), "a counter name")?,
+            counter.get_value(),
+        ));
+    }
+    Ok(Metadata {
+        ring_format_version: m.get_ring_format_version(),
+        machine_name: text(m.get_machine_name(), "the machine name")?,
+        machine_version: m.get_machine_version(),
+        host: text(m.get_host(), "the host")?,
+        pid: m.get_pid(),
+        record_start_unix_ns: m.get_record_start_unix_ns(),
+        record_end_unix_ns: Some(m.get_record_end_unix_ns()).filter(|&t| t != 0),
+        exported_unix_ns: m.get_exported_unix_ns(),
+        status: text(m.get_status(), "the status")?,
+        cause_of_death: optional_text(
+            m.has_cause_of_death(),
+            m.get_cause_of_death(),
+            "the cause of death",
+        )?,
+        crash,
+        losses,
+        verification: text(m.get_verification(), "the verification")?,
+        base_seq: m.get_base_seq(),
+        keyframe_interval: m.get_keyframe_interval(),
+    })
+}
