@@ -1,8 +1,9 @@
 //! Trace events from any thread. Each thread claims a trace lane of its own the first time it
 //! records, and gives it back when it exits, so the hot path shares no cursor with other threads.
 //! When every lane is taken, events are dropped and counted, never waited for.
+#![allow(unsafe_code)]
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -81,6 +82,34 @@ impl Tracer {
     #[inline(always)]
     fn record(&self, kind: TraceKind, level: Level, text: &str) {
         let ticks = clock::now(self.shared.clock.source);
+        let id = self.shared.id;
+        // Two small accesses rather than one holding the write: each inlines for certain.
+        let (lane, tid) = HOT.with(|hot| {
+            if hot.recorder.get() != id {
+                return (std::ptr::null_mut(), 0);
+            }
+            hot.recorder.set(BUSY);
+            (hot.lane.get(), hot.tid.get())
+        });
+        if lane.is_null() {
+            return self.record_cold(ticks, kind, level, text);
+        }
+        // SAFETY: `HOT` held this recorder's id, so `lane` points at the writer of the hot lane
+        // that this thread's `THREAD_LANES` owns, set by `publish_hot` after the lanes last
+        // moved (they move only inside `with_lanes`, which marks `HOT` busy first and points it
+        // afresh after); `ThreadLanes::drop` resets `HOT` before any lane is dropped. Nothing
+        // else reaches the writer until `HOT` holds the id again: only this thread reads `HOT`,
+        // and `BUSY` keeps a re-entrant event (a signal handler, a `Display` impl) off it.
+        let writer = unsafe { &mut *lane };
+        write_event(writer, ticks, kind, level, tid, text);
+        HOT.with(|hot| hot.recorder.set(id));
+    }
+
+    /// The first event of a thread into this recorder, or one after an event into another:
+    /// finds or claims the lane, makes it the hot one, and records.
+    #[cold]
+    #[inline(never)]
+    fn record_cold(&self, ticks: u64, kind: TraceKind, level: Level, text: &str) {
         self.with_lanes(|lanes| lanes.record(&self.shared, ticks, kind, level, text));
     }
 
@@ -93,11 +122,17 @@ impl Tracer {
 
     /// Runs `record` on this thread's lanes, unless the thread is already recording (a signal
     /// handler or a `Display` impl tracing mid-event) or exiting: then the event is counted as
-    /// dropped.
-    #[inline(always)]
+    /// dropped. The hot lane is marked busy meanwhile, so that the hot path stays off it too.
     fn with_lanes(&self, record: impl FnOnce(&mut ThreadLanes)) {
+        if HOT.with(|hot| hot.recorder.get()) == BUSY {
+            return self.shared.count(h::DROPPED_REENTRANT);
+        }
         let recorded = THREAD_LANES.try_with(|lanes| match lanes.try_borrow_mut() {
-            Ok(mut lanes) => record(&mut lanes),
+            Ok(mut lanes) => {
+                HOT.with(|hot| hot.recorder.set(BUSY));
+                record(&mut lanes);
+                lanes.publish_hot();
+            }
             Err(_) => self.shared.count(h::DROPPED_REENTRANT),
         });
         if recorded.is_err() {
@@ -107,15 +142,59 @@ impl Tracer {
     }
 }
 
+/// Writes one trace record into `writer`, its text cut to the lane's limit if need be.
+#[inline(always)]
+fn write_event(
+    writer: &mut LaneWriter,
+    ticks: u64,
+    kind: TraceKind,
+    level: Level,
+    tid: u32,
+    text: &str,
+) {
+    let room = writer.max_len() as usize - TRACE_HEADER_LEN;
+    let (message, flags) = match text.len() <= room {
+        true => (text, 0),
+        false => truncated(text, room),
+    };
+    let header = u64::from_le_bytes(encode_header(kind, level, flags, tid));
+    writer.push_prefixed_fitting(ticks, header, message.as_bytes());
+}
+
 thread_local! {
     static THREAD_LANES: RefCell<ThreadLanes> = const { RefCell::new(ThreadLanes::new()) };
+    static HOT: Hot = const {
+        Hot {
+            recorder: Cell::new(NO_RECORDER),
+            lane: Cell::new(std::ptr::null_mut()),
+            tid: Cell::new(0),
+        }
+    };
+}
+
+/// `Hot::recorder` when the thread has no hot lane.
+const NO_RECORDER: u64 = 0;
+/// `Hot::recorder` while the thread writes through its lanes: recorder ids start at 1.
+const BUSY: u64 = u64::MAX;
+
+/// The hot path's copy of this thread's hot lane: plain cells with no destructor, so reading
+/// them is a load from thread-local storage with no check of whether the thread is exiting (a
+/// thread-local with a destructor needs one), and the hot path inlines wherever it is called.
+/// The lane itself stays owned by `THREAD_LANES`.
+struct Hot {
+    /// The recorder whose lane `lane` is; [`NO_RECORDER`], or [`BUSY`] while an event is
+    /// being written (an event recorded from inside that one is then dropped and counted).
+    recorder: Cell<u64>,
+    lane: Cell<*mut LaneWriter>,
+    /// This thread's kernel id, for the records' headers.
+    tid: Cell<u32>,
 }
 
 /// The lanes this thread owns, one per recorder it has traced into.
 struct ThreadLanes {
-    /// The lane of the recorder this thread traced into last. It is kept here rather than in
-    /// `others` because the common case is a thread tracing into one recorder: the hot path then
-    /// reads the lane straight from thread-local storage, with no search and no pointer chase.
+    /// The lane of the recorder this thread traced into last, which [`HOT`] points into. It
+    /// stays put while `HOT` points at it: only `Tracer::with_lanes` moves lanes, and it points
+    /// `HOT` afresh before anything else can read it.
     hot: Option<OwnedLane>,
     /// The lanes of the other recorders this thread has traced into.
     others: Vec<OwnedLane>,
@@ -138,7 +217,6 @@ impl ThreadLanes {
         }
     }
 
-    #[inline(always)]
     fn record(
         &mut self,
         shared: &Arc<Shared>,
@@ -151,17 +229,9 @@ impl ThreadLanes {
         if !is_hot && !self.make_hot(shared) {
             return shared.count(h::DROPPED_NO_LANE);
         }
-        let Some(lane) = &mut self.hot else {
-            return;
-        };
-        let writer = &mut lane.writer;
-        let room = writer.max_len() as usize - TRACE_HEADER_LEN;
-        let (message, flags) = match text.len() <= room {
-            true => (text, 0),
-            false => truncated(text, room),
-        };
-        let header = u64::from_le_bytes(encode_header(kind, level, flags, self.tid));
-        writer.push_prefixed_fitting(ticks, header, message.as_bytes());
+        if let Some(lane) = &mut self.hot {
+            write_event(&mut lane.writer, ticks, kind, level, self.tid, text);
+        }
     }
 
     /// Formats the event into the thread's reusable buffer, then records it.
@@ -178,6 +248,20 @@ impl ThreadLanes {
         let _ = text.write_fmt(args);
         self.record(shared, ticks, kind, level, &text);
         self.formatted = text;
+    }
+
+    /// Points [`HOT`] at the hot lane (or at none), ending a busy spell.
+    fn publish_hot(&mut self) {
+        let tid = self.tid;
+        let (recorder, lane) = match &mut self.hot {
+            Some(lane) => (lane.recorder, std::ptr::from_mut(&mut lane.writer)),
+            None => (NO_RECORDER, std::ptr::null_mut()),
+        };
+        HOT.with(|hot| {
+            hot.lane.set(lane);
+            hot.tid.set(tid);
+            hot.recorder.set(recorder);
+        });
     }
 
     /// Makes this thread's lane of `shared` the hot one, claiming one first if the thread has
@@ -204,6 +288,17 @@ impl ThreadLanes {
             self.others.push(previous);
         }
         true
+    }
+}
+
+impl Drop for ThreadLanes {
+    /// Unhooks the hot path before the lanes are given back: an event recorded later in this
+    /// thread's exit (from another thread-local's destructor) finds no lane and is counted.
+    fn drop(&mut self) {
+        HOT.with(|hot| {
+            hot.recorder.set(NO_RECORDER);
+            hot.lane.set(std::ptr::null_mut());
+        });
     }
 }
 
