@@ -8,6 +8,8 @@
 //! | `tui_10M` | `step_back`         | ← : the previous input, its state, diff and tree, drawn  |
 //! | `tui_10M` | `jump_first_last`   | Home or End, alternately, across all 10M inputs, drawn;  |
 //! |           |                     | the states kept for stepping are dropped first           |
+//! | `tui_10M` | `who_changed`       | `w` on an account's balance: the first 4 ms of looking   |
+//! |           |                     | back (the rest runs between key presses), drawn          |
 //! | `tui_10M` | `page_down`         | PgDn in the timeline, drawn                              |
 //!
 //! The machine is a ledger of 65,536 accounts (the size the demo's ledger reaches when it
@@ -134,6 +136,33 @@ fn test_terminal() -> Terminal<TestBackend> {
     Terminal::new(TestBackend::new(WIDTH, HEIGHT)).expect("test terminal")
 }
 
+/// Moves the state tree's selection to `target`, unfolding the nodes on the way.
+fn select_field(app: &mut App<Bank>, target: &str) {
+    app.handle(Action::SwitchPane);
+    for _ in 0..100 {
+        let Some(path) = app.selected_field().map(|p| p.to_string()) else {
+            break;
+        };
+        if path == target {
+            return;
+        }
+        if target.starts_with(&path) && target[path.len()..].starts_with(['.', '[']) {
+            app.handle(Action::Toggle);
+            // Toggling an already unfolded node folds it: unfold it again.
+            app.handle(Action::Down);
+            let inside = app.selected_field().is_some_and(|p| p.to_string().starts_with(&path));
+            if !inside {
+                app.handle(Action::Up);
+                app.handle(Action::Toggle);
+                app.handle(Action::Down);
+            }
+            continue;
+        }
+        app.handle(Action::Down);
+    }
+    panic!("could not select {target}");
+}
+
 /// Presses `key` and draws the screen.
 fn press(app: &mut App<Bank>, terminal: &mut Terminal<TestBackend>, key: Action) {
     app.handle(key);
@@ -179,6 +208,14 @@ fn tui_10m(c: &mut Criterion) {
             press(&mut app, &mut terminal, key)
         })
     });
+    group.bench_function("who_changed", |b| {
+        // An account's balance, which changes every 30,000 inputs or so: `w` looks back
+        // through more inputs than its first slice covers, and goes on between key presses.
+        press(&mut app, &mut terminal, Action::Last);
+        select_field(&mut app, "ledger.accounts[7].balance");
+        b.iter(|| press(&mut app, &mut terminal, Action::WhoChanged))
+    });
+    press(&mut app, &mut terminal, Action::SwitchPane);
     group.bench_function("page_down", |b| {
         press(&mut app, &mut terminal, Action::First);
         b.iter(|| press(&mut app, &mut terminal, Action::PageDown))

@@ -114,7 +114,8 @@ impl ChangeSearch {
 /// Inputs `w` replays between two looks at the clock: a few milliseconds of work.
 const CHANGE_CHUNK: usize = 4096;
 /// How long `w` looks before the key press returns; the rest runs between key presses.
-const WHO_CHANGED_AT_ONCE: Duration = Duration::from_millis(8);
+/// Short enough that the key press, with the render after it, stays within a frame.
+const WHO_CHANGED_AT_ONCE: Duration = Duration::from_millis(4);
 
 impl<M: Machine + Clone> App<M> {
     /// Opens at the end of `history`: the crash.
@@ -166,6 +167,13 @@ impl<M: Machine + Clone> App<M> {
     pub fn forget_states(&mut self) {
         self.states.clear();
         self.changes = None;
+    }
+
+    /// The path of the selected field of the state tree (for benchmarks and tests that drive
+    /// the tree).
+    #[doc(hidden)]
+    pub fn selected_field(&mut self) -> Option<Path> {
+        self.selected_tree_row().map(|row| row.path)
     }
 
     /// Whether the user asked to leave.
