@@ -150,7 +150,9 @@ fn select_field(app: &mut App<Bank>, target: &str) {
             app.handle(Action::Toggle);
             // Toggling an already unfolded node folds it: unfold it again.
             app.handle(Action::Down);
-            let inside = app.selected_field().is_some_and(|p| p.to_string().starts_with(&path));
+            let inside = app
+                .selected_field()
+                .is_some_and(|p| p.to_string().starts_with(&path));
             if !inside {
                 app.handle(Action::Up);
                 app.handle(Action::Toggle);
