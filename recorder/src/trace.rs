@@ -130,8 +130,9 @@ impl Tracer {
         let recorded = THREAD_LANES.try_with(|lanes| match lanes.try_borrow_mut() {
             Ok(mut lanes) => {
                 HOT.with(|hot| hot.recorder.set(BUSY));
-                record(&mut lanes);
-                lanes.publish_hot();
+                // Points `HOT` afresh however `record` ends, a panic in a `Display` included.
+                let busy = Busy(&mut lanes);
+                record(busy.0);
             }
             Err(_) => self.shared.count(h::DROPPED_REENTRANT),
         });
@@ -139,6 +140,15 @@ impl Tracer {
             // The thread is exiting and its lane is already given back.
             self.shared.count(h::DROPPED_NO_LANE);
         }
+    }
+}
+
+/// The thread's lanes while the cold path works on them; dropping it ends the busy spell.
+struct Busy<'a>(&'a mut ThreadLanes);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.publish_hot();
     }
 }
 

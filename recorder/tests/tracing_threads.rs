@@ -104,3 +104,28 @@ fn one_thread_tracing_into_two_recorders_in_turn_writes_each_event_to_its_own() 
         assert_eq!(summary.losses.trace_dropped_reentrant, 0);
     }
 }
+
+/// Panics while being formatted.
+struct Explosive;
+
+impl fmt::Display for Explosive {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        panic!("a Display impl that panics")
+    }
+}
+
+#[test]
+fn a_panic_while_formatting_an_event_leaves_the_thread_able_to_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorded = recorder(&dir, "explosive");
+    let tracer = recorded.tracer();
+    tracer.event(Level::Info, "before");
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        flightrec_recorder::event!(tracer, Level::Info, "boom {}", Explosive);
+    }));
+    assert!(outcome.is_err(), "the Display impl panicked");
+    tracer.event(Level::Info, "after");
+    let (messages, summary) = messages(recorded);
+    assert_eq!(messages, ["before", "after"]);
+    assert_eq!(summary.losses.trace_dropped_reentrant, 0);
+}
