@@ -13,6 +13,7 @@ mod error;
 pub mod export;
 mod history;
 mod map;
+pub mod outline;
 mod progress;
 mod project;
 mod recover;

@@ -11,7 +11,7 @@ use super::Failure;
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// The ring file (`.ring`).
+    /// The ring file (`.ring`) or export (`.flightrec`).
     file: PathBuf,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -19,6 +19,9 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> Result<ExitCode, Failure> {
+    if super::export::is_export(&args.file) {
+        return super::export::inspect(&args.file, args.json);
+    }
     let ring = Ring::open(&args.file).map_err(Failure::bad_input)?;
     let summary = Summary::of(&ring);
     if args.json {

@@ -8,7 +8,9 @@
 //! }
 //! ```
 
+mod chrome;
 mod demo;
+mod export;
 mod inspect;
 mod progress;
 mod replay;
@@ -47,15 +49,17 @@ enum Command {
     /// Without options, runs the service as a child process, waits for it to die, and shows
     /// what the ring file kept. The same seed always crashes at the same input.
     Demo(demo::DemoArgs),
-    /// Show what a ring file holds: header, status, cause of death, lanes, checkpoints, losses.
+    /// Show what a ring file or an export holds: header, status, cause of death, lanes,
+    /// checkpoints, losses (for an export: its metadata, counts, keyframes and checkpoints).
     ///
-    /// Exits 0 on a readable file, 2 when the file is not a ring file, is truncated, or was
-    /// written by a newer flightrec.
+    /// Exits 0 on a readable file, 2 when the file is not a ring file or an export, is
+    /// truncated, or was written by a newer flightrec.
     Inspect(inspect::InspectArgs),
     /// Replay a ring file: the state after an input, the input itself, and what it changed.
     ///
     /// Restores the base checkpoint and re-executes the recorded inputs through the machine.
-    /// Exits 2 when the file cannot be replayed (not a ring file, another machine, damaged).
+    /// An export (`.flightrec`) is read instead, without the machine. Exits 2 when the file
+    /// cannot be replayed (not a ring file, another machine, damaged).
     Replay(replay::ReplayArgs),
     /// Replay everything and check the state hashes recorded at checkpoints.
     ///
@@ -67,6 +71,13 @@ enum Command {
     /// Keys: ← → step, ↑ ↓ move, Tab switches pane, Enter folds, w finds the input that last
     /// changed a field, [ ] checkpoints, / search, f filter, t trace events, ? help, q quit.
     Tui(tui::TuiArgs),
+    /// Write a ring file's replayed history to a self-contained export (`.flightrec`) that
+    /// `inspect` and `replay` read anywhere without the service's binary; or, with `--format
+    /// chrome`, a ring file or an export as Chrome trace-event JSON for Perfetto UI.
+    ///
+    /// Every input's diff is computed from the states before and after it, so exporting costs
+    /// a pass over the whole state per input. Exits 2 when the input cannot be read.
+    Export(export::ExportArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {
         /// The shell.
@@ -129,6 +140,7 @@ pub fn run<M: Machine + Clone + Send + 'static>(cli: Cli) -> ExitCode {
         Command::Replay(args) => replay::run_replay::<M>(args),
         Command::Verify(args) => replay::run_verify::<M>(args),
         Command::Tui(args) => tui::run::<M>(args),
+        Command::Export(args) => export::run::<M>(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,

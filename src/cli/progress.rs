@@ -53,3 +53,50 @@ fn report(progress: &Progress, wait: &mpsc::Receiver<()>) {
         }
     }
 }
+
+/// A progress line for work counted in inputs, as a callback `(done, total)`: redrawn at most
+/// every [`EVERY`] once the work has lasted [`QUIET_FOR`], when stderr is a terminal; call
+/// [`Counter::finish`] to erase it.
+pub struct Counter {
+    what: &'static str,
+    started: std::time::Instant,
+    drawn: Option<std::time::Instant>,
+    terminal: bool,
+}
+
+impl Counter {
+    /// A counter that says `flightrec: {what} input {done} of {total} ({percent}%)`.
+    pub fn new(what: &'static str) -> Counter {
+        Counter {
+            what,
+            started: std::time::Instant::now(),
+            drawn: None,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Reports `done` of `total`.
+    pub fn update(&mut self, done: u64, total: u64) {
+        let now = std::time::Instant::now();
+        if !self.terminal
+            || now.duration_since(self.started) < QUIET_FOR
+            || self.drawn.is_some_and(|at| now.duration_since(at) < EVERY)
+        {
+            return;
+        }
+        self.drawn = Some(now);
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        let _ = write!(
+            std::io::stderr(),
+            "\rflightrec: {} input {done} of {total} ({percent}%)\x1b[K",
+            self.what
+        );
+    }
+
+    /// Erases the line, if one was drawn.
+    pub fn finish(&mut self) {
+        if self.drawn.take().is_some() {
+            let _ = write!(std::io::stderr(), "\r\x1b[K");
+        }
+    }
+}

@@ -14,11 +14,11 @@ use super::Failure;
 /// Replay panics listed before "… and N more".
 const PANICS_SHOWN: usize = 10;
 /// Changes listed per input before "… and N more".
-const DIFF_LIMIT: usize = 50;
+pub const DIFF_LIMIT: usize = 50;
 
 #[derive(Debug, clap::Args)]
 pub struct ReplayArgs {
-    /// The ring file (`.ring`).
+    /// The ring file (`.ring`) or export (`.flightrec`).
     file: PathBuf,
     /// Show the state after this input (its sequence number, as in messages like "at input
     /// 379999") [default: the last retained input].
@@ -75,6 +75,9 @@ pub fn open_history<M: Machine + Clone>(
 }
 
 pub fn run_replay<M: Machine + Clone>(args: ReplayArgs) -> Result<ExitCode, Failure> {
+    if super::export::is_export(&args.file) {
+        return super::export::replay(&args.file, args.at, args.json);
+    }
     let mut history = open_history::<M>(&args.file, &args.memory.options())?;
     if history.is_empty() {
         let state = tree::tree_of(history.base_state());
@@ -217,24 +220,7 @@ fn header_line<M: Machine + Clone>(history: &History<M>) -> String {
 
 /// `2 of 2 recorded state hashes match`, or where they stop matching.
 pub fn verification_brief(verification: &Verification) -> String {
-    let checks = &verification.checks;
-    let matched = checks.iter().filter(|c| c.passed()).count();
-    match &verification.divergence {
-        None if checks.len() <= 1 => {
-            "the base checkpoint re-encodes to its recorded hash; no later checkpoint to verify \
-             against"
-                .into()
-        }
-        None => format!("{matched} of {} recorded state hashes match", checks.len()),
-        Some(d) if d.from_seq == d.to_seq => {
-            format!("DIVERGED at the base checkpoint (input {})", d.to_seq)
-        }
-        Some(d) => format!(
-            "DIVERGED between inputs {} and {}",
-            d.from_seq,
-            d.to_seq.saturating_sub(1)
-        ),
-    }
+    flightrec_replayer::export::verification_line(verification)
 }
 
 /// Changes as `path: before → after` lines indented by `indent`, at most `limit`.
@@ -263,7 +249,7 @@ pub fn render_changes(changes: &[tree::Change], limit: usize, indent: &str) -> S
 const ARRAY_SHOWN: usize = 6;
 
 /// An indented rendering of a tree, cutting long arrays.
-fn render_value(out: &mut String, value: &Value, depth: usize) {
+pub fn render_value(out: &mut String, value: &Value, depth: usize) {
     let pad = "  ".repeat(depth);
     match value {
         Value::Object(fields) => {

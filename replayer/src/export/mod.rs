@@ -26,11 +26,16 @@
 
 mod codec;
 pub mod format;
+mod from_history;
 mod reader;
 mod writer;
 
 use std::path::PathBuf;
 
+pub use from_history::{
+    export_history, trace_edge, trace_summary, verification_line, ExportSummary,
+    HistoryExportOptions, DEFAULT_KEYFRAME_EVERY,
+};
 pub use reader::Export;
 pub use writer::{ExportOptions, ExportWriter};
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use flightrec_replayer::tree::{Path, Segment};
 
-use super::flat::{Flat, Label};
+use flightrec_replayer::outline::{Flat, Label};
 
 /// Which containers are unfolded, as a tree of paths. The root is always unfolded.
 #[derive(Clone, Debug, Default)]

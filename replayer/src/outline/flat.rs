@@ -1,18 +1,21 @@
 //! A value flattened into a token array by its serde `Serialize`.
 //!
 //! The replayer shows states as `serde_json::Value` trees, which costs an allocation per node:
-//! tens of milliseconds for a state of 65,536 accounts, too slow to redo on every key press. A
-//! [`Flat`] holds the same tree as one `Vec` of 16-byte tokens, built in a single pass without
-//! per-node allocation; every container records where it ends, so a view can skip a collapsed
-//! subtree in one step and only the rows on screen are ever formatted.
+//! tens of milliseconds for a state of 65,536 accounts, too slow to redo on every key press or
+//! for every input of an export. A [`Flat`] holds the same tree as one `Vec` of 16-byte tokens,
+//! built in a single pass without per-node allocation; every container records where it ends,
+//! so a view can skip a collapsed subtree in one step and only the rows on screen are ever
+//! formatted.
 //!
 //! The shape matches `serde_json`'s (struct and map → object, sequence and tuple → array,
-//! externally tagged enums, `None` → null), so a path into a `Flat` is a path into the
-//! replayer's tree, and `History::last_change` understands it.
+//! externally tagged enums, `None` → null, non-negative integers unsigned, non-finite floats
+//! null), so a path into a `Flat` is a path into the replayer's tree, `History::last_change`
+//! understands it, and [`Flat::to_value`] gives what [`crate::tree::tree_of`] gives.
 
 use std::fmt::{self, Write as _};
 
 use serde::ser::{self, Serialize};
+use serde_json::{Map, Number, Value};
 
 /// One token. A value is a scalar token, or an `Open` token followed by its children up to `end`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,8 +30,8 @@ pub enum Token {
     U64(u64),
     /// A float.
     F64(f64),
-    /// A unit enum variant, shown unquoted.
-    Name(&'static str),
+    /// A unit enum variant, shown unquoted: index into the flat's static names.
+    Name(u32),
     /// A string, index into [`Flat::texts`].
     Text(u32),
     /// The start of a sequence (children are values) or a map (children are key, value pairs).
@@ -40,8 +43,9 @@ pub enum Token {
         /// Index one past the container's last token.
         end: u32,
     },
-    /// A struct field or enum variant name, before its value.
-    Key(&'static str),
+    /// A struct field or enum variant name, before its value: index into the flat's static
+    /// names.
+    Key(u32),
     /// A map key, index into [`Flat::texts`], before its value.
     KeyText(u32),
 }
@@ -56,10 +60,24 @@ pub enum Kind {
 }
 
 /// A flattened value.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default)]
 pub struct Flat {
     tokens: Vec<Token>,
     texts: Vec<String>,
+    /// Field and variant names: a token holds an index here, which keeps tokens at 16 bytes.
+    names: Vec<&'static str>,
+    /// Recently named names by address, so that a field named a million times is stored once.
+    name_cache: Vec<(usize, usize, u32)>,
+}
+
+/// Entries of [`Flat::name_cache`].
+const NAME_CACHE: usize = 64;
+
+/// Flats are equal when the values they hold are.
+impl PartialEq for Flat {
+    fn eq(&self, other: &Flat) -> bool {
+        self.len() == other.len() && (self.is_empty() || self.same(Flat::ROOT, other, Flat::ROOT))
+    }
 }
 
 /// What one child of a container is called.
@@ -85,6 +103,9 @@ impl Flat {
     pub fn refill<T: Serialize + ?Sized>(&mut self, value: &T) {
         self.tokens.clear();
         self.texts.clear();
+        self.names.clear();
+        self.name_cache.clear();
+        self.name_cache.resize(NAME_CACHE, (0, 0, 0));
         if let Err(error) = value.serialize(&mut *self) {
             self.tokens.clear();
             self.texts.clear();
@@ -101,6 +122,7 @@ impl Flat {
     }
 
     /// Index one past the value at `node`.
+    #[inline]
     pub fn end(&self, node: usize) -> usize {
         match self.tokens[node] {
             Token::Open { end, .. } => end as usize,
@@ -119,6 +141,7 @@ impl Flat {
     }
 
     /// The container at `node`, if it is one: its kind and number of children.
+    #[inline]
     pub fn container(&self, node: usize) -> Option<(Kind, usize)> {
         match self.tokens[node] {
             Token::Open { kind, len, .. } => Some((kind, len as usize)),
@@ -177,6 +200,42 @@ impl Flat {
         out
     }
 
+    /// The value at `node` as a JSON tree, as [`crate::tree::tree_of`] would give it.
+    pub fn to_value(&self, node: usize) -> Value {
+        match self.tokens[node] {
+            Token::Null => Value::Null,
+            Token::Bool(b) => Value::Bool(b),
+            Token::I64(n) => Value::Number(n.into()),
+            Token::U64(n) => Value::Number(n.into()),
+            Token::F64(x) => Number::from_f64(x).map_or(Value::Null, Value::Number),
+            Token::Name(name) => Value::String(self.names[name as usize].to_owned()),
+            Token::Text(i) => Value::String(self.texts[i as usize].clone()),
+            Token::Open {
+                kind: Kind::Seq,
+                len,
+                ..
+            } => {
+                let mut items = Vec::with_capacity(len as usize);
+                items.extend(self.children(node).map(|(_, child)| self.to_value(child)));
+                Value::Array(items)
+            }
+            Token::Open {
+                kind: Kind::Map, ..
+            } => {
+                let mut fields = Map::new();
+                for (label, child) in self.children(node) {
+                    if let Label::Key(key) = label {
+                        fields.insert(key.to_owned(), self.to_value(child));
+                    }
+                }
+                Value::Object(fields)
+            }
+            // Labels are read by their container.
+            Token::Key(key) => Value::String(self.names[key as usize].to_owned()),
+            Token::KeyText(i) => Value::String(self.texts[i as usize].clone()),
+        }
+    }
+
     fn write_preview(&self, node: usize, limit: usize, out: &mut String) {
         let Some((kind, _)) = self.container(node) else {
             self.write_scalar(node, out);
@@ -213,7 +272,7 @@ impl Flat {
             Token::I64(n) => write!(out, "{n}"),
             Token::U64(n) => write!(out, "{n}"),
             Token::F64(x) => write!(out, "{x}"),
-            Token::Name(name) => write!(out, "{name}"),
+            Token::Name(name) => write!(out, "{}", self.names[name as usize]),
             Token::Text(i) => write!(out, "{:?}", self.texts[i as usize]),
             Token::Open { .. } | Token::Key(_) | Token::KeyText(_) => Ok(()),
         };
@@ -230,10 +289,55 @@ impl Flat {
             .all(|(i, j)| self.same_token(i, other, j))
     }
 
-    fn same_token(&self, i: usize, other: &Flat, j: usize) -> bool {
-        match (self.tokens[i], other.tokens[j]) {
-            (Token::Text(x), Token::Text(y)) | (Token::KeyText(x), Token::KeyText(y)) => {
-                self.texts[x as usize] == other.texts[y as usize]
+    /// How many tokens from `a` in `self` and `b` in `other` are equal, one by one, stopping at
+    /// `a_end` and `b_end`: every value that lies wholly within them is equal to its twin.
+    pub fn common_run(
+        &self,
+        a: usize,
+        a_end: usize,
+        other: &Flat,
+        b: usize,
+        b_end: usize,
+    ) -> usize {
+        let (left, right) = (&self.tokens[a..a_end], &other.tokens[b..b_end]);
+        let mut run = 0;
+        for (x, y) in left.iter().zip(right) {
+            // The tokens most of a state is made of first, compared in place.
+            let same = match (x, y) {
+                (Token::U64(p), Token::U64(q)) => p == q,
+                (Token::Key(p), Token::Key(q)) => self.same_name(*p, other, *q),
+                (
+                    Token::Open {
+                        kind: k, len: l, ..
+                    },
+                    Token::Open { kind, len, .. },
+                ) => k == kind && l == len,
+                _ => self.same_pair(*x, other, *y),
+            };
+            if !same {
+                break;
+            }
+            run += 1;
+        }
+        run
+    }
+
+    #[inline]
+    pub(super) fn same_token(&self, i: usize, other: &Flat, j: usize) -> bool {
+        self.same_pair(self.tokens[i], other, other.tokens[j])
+    }
+
+    /// Whether token `x` of `self` and `y` of `other` are equal.
+    #[inline(always)]
+    fn same_pair(&self, x: Token, other: &Flat, y: Token) -> bool {
+        match (x, y) {
+            (Token::U64(p), Token::U64(q)) => p == q,
+            // Field and variant names are the same `&'static str` almost always.
+            (Token::Key(p), Token::Key(q)) | (Token::Name(p), Token::Name(q)) => {
+                self.same_name(p, other, q)
+            }
+            (Token::Text(p), Token::Text(q)) | (Token::KeyText(p), Token::KeyText(q)) => {
+                self.texts[p as usize] == other.texts[q as usize]
             }
             // Positions inside each array differ; shapes were compared by span length.
             (
@@ -246,24 +350,52 @@ impl Flat {
         }
     }
 
-    fn key_label(&self, node: usize) -> &str {
+    pub(super) fn key_label(&self, node: usize) -> &str {
         match self.tokens[node] {
-            Token::Key(key) => key,
+            Token::Key(key) => self.names[key as usize],
             Token::KeyText(i) => &self.texts[i as usize],
             _ => "?",
         }
     }
 
+    /// Whether static name `p` of `self` and `q` of `other` are equal.
+    #[inline(always)]
+    fn same_name(&self, p: u32, other: &Flat, q: u32) -> bool {
+        let (x, y) = (self.names[p as usize], other.names[q as usize]);
+        std::ptr::eq(x, y) || x == y
+    }
+
+    /// The index of `name` among the static names, added if it is not among the recent ones.
+    #[inline]
+    fn name_id(&mut self, name: &'static str) -> u32 {
+        let address = name.as_ptr() as usize;
+        let slot = ((address >> 3) ^ name.len()) % NAME_CACHE;
+        if let Some(&(cached, len, id)) = self.name_cache.get(slot) {
+            if cached == address && len == name.len() {
+                return id;
+            }
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name);
+        if let Some(entry) = self.name_cache.get_mut(slot) {
+            *entry = (address, name.len(), id);
+        }
+        id
+    }
+
+    #[inline]
     fn push(&mut self, token: Token) {
         self.tokens.push(token);
     }
 
+    #[inline]
     fn push_text(&mut self, text: String) {
         let index = self.texts.len() as u32;
         self.texts.push(text);
         self.push(Token::Text(index));
     }
 
+    #[inline]
     fn open(&mut self, kind: Kind) -> usize {
         self.push(Token::Open {
             kind,
@@ -273,6 +405,7 @@ impl Flat {
         self.tokens.len() - 1
     }
 
+    #[inline]
     fn close(&mut self, open: usize, len: u32) {
         let end = self.tokens.len() as u32;
         if let Token::Open { kind, .. } = self.tokens[open] {
@@ -335,20 +468,24 @@ pub struct Compound<'f> {
 }
 
 impl Compound<'_> {
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.len += 1;
         value.serialize(&mut *self.flat)
     }
 
+    #[inline]
     fn field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
         value: &T,
     ) -> Result<(), FlatError> {
+        let key = self.flat.name_id(key);
         self.flat.push(Token::Key(key));
         self.element(value)
     }
 
+    #[inline]
     fn finish(self) -> Result<(), FlatError> {
         self.flat.close(self.open, self.len);
         if let Some(wrapper) = self.wrapper {
@@ -359,9 +496,11 @@ impl Compound<'_> {
 }
 
 impl<'f> Flat {
+    #[inline]
     fn compound(&'f mut self, kind: Kind, variant: Option<&'static str>) -> Compound<'f> {
         let wrapper = variant.map(|name| {
             let wrapper = self.open(Kind::Map);
+            let name = self.name_id(name);
             self.push(Token::Key(name));
             wrapper
         });
@@ -386,62 +525,88 @@ impl<'f> ser::Serializer for &'f mut Flat {
     type SerializeStruct = Compound<'f>;
     type SerializeStructVariant = Compound<'f>;
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), FlatError> {
         self.push(Token::Bool(v));
         Ok(())
     }
+    #[inline]
     fn serialize_i8(self, v: i8) -> Result<(), FlatError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i16(self, v: i16) -> Result<(), FlatError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i32(self, v: i32) -> Result<(), FlatError> {
         self.serialize_i64(v.into())
     }
+    #[inline]
     fn serialize_i64(self, v: i64) -> Result<(), FlatError> {
-        self.push(Token::I64(v));
+        // As serde_json: a non-negative integer is unsigned, whatever its Rust type, so that
+        // equal numbers are equal tokens.
+        self.push(match u64::try_from(v) {
+            Ok(v) => Token::U64(v),
+            Err(_) => Token::I64(v),
+        });
         Ok(())
     }
+    #[inline]
     fn serialize_i128(self, v: i128) -> Result<(), FlatError> {
         match i64::try_from(v) {
             Ok(v) => self.serialize_i64(v),
             Err(_) => self.serialize_str(&v.to_string()),
         }
     }
+    #[inline]
     fn serialize_u8(self, v: u8) -> Result<(), FlatError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u16(self, v: u16) -> Result<(), FlatError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u32(self, v: u32) -> Result<(), FlatError> {
         self.serialize_u64(v.into())
     }
+    #[inline]
     fn serialize_u64(self, v: u64) -> Result<(), FlatError> {
         self.push(Token::U64(v));
         Ok(())
     }
+    #[inline]
     fn serialize_u128(self, v: u128) -> Result<(), FlatError> {
         match u64::try_from(v) {
             Ok(v) => self.serialize_u64(v),
             Err(_) => self.serialize_str(&v.to_string()),
         }
     }
+    #[inline]
     fn serialize_f32(self, v: f32) -> Result<(), FlatError> {
         self.serialize_f64(v.into())
     }
+    #[inline]
     fn serialize_f64(self, v: f64) -> Result<(), FlatError> {
-        self.push(Token::F64(v));
+        // As serde_json: NaN and the infinities are null.
+        self.push(if v.is_finite() {
+            Token::F64(v)
+        } else {
+            Token::Null
+        });
         Ok(())
     }
+    #[inline]
     fn serialize_char(self, v: char) -> Result<(), FlatError> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), FlatError> {
         self.push_text(v.to_owned());
         Ok(())
     }
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), FlatError> {
         use ser::SerializeSeq;
         let mut seq = self.serialize_seq(Some(v.len()))?;
@@ -450,28 +615,35 @@ impl<'f> ser::Serializer for &'f mut Flat {
         }
         seq.end()
     }
+    #[inline]
     fn serialize_none(self) -> Result<(), FlatError> {
         self.serialize_unit()
     }
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), FlatError> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_unit(self) -> Result<(), FlatError> {
         self.push(Token::Null);
         Ok(())
     }
+    #[inline]
     fn serialize_unit_struct(self, _name: &'static str) -> Result<(), FlatError> {
         self.serialize_unit()
     }
+    #[inline]
     fn serialize_unit_variant(
         self,
         _name: &'static str,
         _index: u32,
         variant: &'static str,
     ) -> Result<(), FlatError> {
+        let variant = self.name_id(variant);
         self.push(Token::Name(variant));
         Ok(())
     }
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -479,6 +651,7 @@ impl<'f> ser::Serializer for &'f mut Flat {
     ) -> Result<(), FlatError> {
         value.serialize(self)
     }
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
@@ -487,17 +660,21 @@ impl<'f> ser::Serializer for &'f mut Flat {
         value: &T,
     ) -> Result<(), FlatError> {
         let open = self.open(Kind::Map);
+        let variant = self.name_id(variant);
         self.push(Token::Key(variant));
         value.serialize(&mut *self)?;
         self.close(open, 1);
         Ok(())
     }
+    #[inline]
     fn serialize_seq(self, _len: Option<usize>) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Seq, None))
     }
+    #[inline]
     fn serialize_tuple(self, _len: usize) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Seq, None))
     }
+    #[inline]
     fn serialize_tuple_struct(
         self,
         _name: &'static str,
@@ -505,6 +682,7 @@ impl<'f> ser::Serializer for &'f mut Flat {
     ) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Seq, None))
     }
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _name: &'static str,
@@ -514,12 +692,15 @@ impl<'f> ser::Serializer for &'f mut Flat {
     ) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Seq, Some(variant)))
     }
+    #[inline]
     fn serialize_map(self, _len: Option<usize>) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Map, None))
     }
+    #[inline]
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Compound<'f>, FlatError> {
         Ok(self.compound(Kind::Map, None))
     }
+    #[inline]
     fn serialize_struct_variant(
         self,
         _name: &'static str,
@@ -534,9 +715,11 @@ impl<'f> ser::Serializer for &'f mut Flat {
 impl ser::SerializeSeq for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -545,9 +728,11 @@ impl ser::SerializeSeq for Compound<'_> {
 impl ser::SerializeTuple for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -556,9 +741,11 @@ impl ser::SerializeTuple for Compound<'_> {
 impl ser::SerializeTupleStruct for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -567,9 +754,11 @@ impl ser::SerializeTupleStruct for Compound<'_> {
 impl ser::SerializeTupleVariant for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -578,6 +767,7 @@ impl ser::SerializeTupleVariant for Compound<'_> {
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -585,6 +775,7 @@ impl ser::SerializeStruct for Compound<'_> {
     ) -> Result<(), FlatError> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -593,6 +784,7 @@ impl ser::SerializeStruct for Compound<'_> {
 impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = FlatError;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -600,6 +792,7 @@ impl ser::SerializeStructVariant for Compound<'_> {
     ) -> Result<(), FlatError> {
         self.field(key, value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -610,6 +803,7 @@ impl ser::SerializeMap for Compound<'_> {
     type Error = FlatError;
     /// Keys become text, as in JSON: a string as is, a number or unit variant by its digits or
     /// name, anything else by its one-line preview.
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), FlatError> {
         let at = self.flat.tokens.len();
         key.serialize(&mut *self.flat)?;
@@ -627,9 +821,11 @@ impl ser::SerializeMap for Compound<'_> {
         self.flat.push(token);
         Ok(())
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), FlatError> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), FlatError> {
         self.finish()
     }
@@ -724,5 +920,33 @@ mod tests {
         assert!(!a.same(names(&a), &b, names(&b)));
         assert!(!a.same(Flat::ROOT, &b, Flat::ROOT));
         assert!(a.same(Flat::ROOT, &Flat::of(&sample()), Flat::ROOT));
+    }
+
+    #[test]
+    fn values_are_what_serde_json_gives() {
+        #[derive(Serialize)]
+        struct Odd {
+            signed: i32,
+            negative: i64,
+            nan: f64,
+            big: u128,
+            nested: Vec<Option<(u8, String)>>,
+        }
+        let odd = Odd {
+            signed: 5,
+            negative: -5,
+            nan: f64::NAN,
+            big: 7,
+            nested: vec![None, Some((1, "x".into()))],
+        };
+        assert_eq!(
+            Flat::of(&sample()).to_value(Flat::ROOT),
+            crate::tree::tree_of(&sample())
+        );
+        assert_eq!(
+            Flat::of(&odd).to_value(Flat::ROOT),
+            crate::tree::tree_of(&odd)
+        );
+        assert!(Flat::of(&5i32).same(Flat::ROOT, &Flat::of(&5u64), Flat::ROOT));
     }
 }
