@@ -137,7 +137,7 @@ fn test_terminal() -> Terminal<TestBackend> {
 }
 
 /// Moves the state tree's selection to `target`, unfolding the nodes on the way.
-fn select_field(app: &mut App<Bank>, target: &str) {
+fn select_field(app: &mut App<History<Bank>>, target: &str) {
     app.handle(Action::SwitchPane);
     for _ in 0..100 {
         let Some(path) = app.selected_field().map(|p| p.to_string()) else {
@@ -166,7 +166,7 @@ fn select_field(app: &mut App<Bank>, target: &str) {
 }
 
 /// Presses `key` and draws the screen.
-fn press(app: &mut App<Bank>, terminal: &mut Terminal<TestBackend>, key: Action) {
+fn press(app: &mut App<History<Bank>>, terminal: &mut Terminal<TestBackend>, key: Action) {
     app.handle(key);
     terminal.draw(|frame| view::draw(app, frame)).expect("draw");
 }

@@ -5,13 +5,12 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use flightrec_replayer::tree::{self, Path};
-use flightrec_replayer::History;
-use flightrec_schemas::Machine;
 use ratatui::layout::{Position, Rect};
 
 use crate::keys::Action;
 use crate::outline::{self, Change, Expanded, Flat};
 use crate::scan::{Progress, Purpose, Query, Scan};
+use crate::source::{Facts, Source};
 use crate::timeline::{trace_text, Row, Rows, Timeline};
 use crate::view::Theme;
 
@@ -58,9 +57,12 @@ pub struct Areas {
     pub state: Rect,
 }
 
-/// The TUI over one history.
-pub struct App<M: Machine> {
-    pub(crate) history: History<M>,
+/// The TUI over one recording: a replayed ring file's [`History`](flightrec_replayer::History),
+/// or an export.
+pub struct App<S: Source> {
+    pub(crate) source: S,
+    /// What does not change while the UI runs.
+    pub(crate) facts: Facts,
     pub(crate) timeline: Timeline,
     pub(crate) rows: Rows,
     pub(crate) show_traces: bool,
@@ -117,12 +119,14 @@ const CHANGE_CHUNK: usize = 4096;
 /// Short enough that the key press, with the render after it, stays within a frame.
 const WHO_CHANGED_AT_ONCE: Duration = Duration::from_millis(4);
 
-impl<M: Machine + Clone> App<M> {
-    /// Opens at the end of `history`: the crash.
-    pub fn new(history: History<M>) -> App<M> {
-        let timeline = Timeline::of(&history);
+impl<S: Source> App<S> {
+    /// Opens at the end of `source`: the crash.
+    pub fn new(source: S) -> App<S> {
+        let facts = source.facts();
+        let timeline = Timeline::of(&facts);
         let mut app = App {
-            history,
+            source,
+            facts,
             timeline,
             rows: Rows::All,
             show_traces: true,
@@ -151,9 +155,9 @@ impl<M: Machine + Clone> App<M> {
         app
     }
 
-    /// The history shown.
-    pub fn history(&self) -> &History<M> {
-        &self.history
+    /// The recording shown.
+    pub fn source(&self) -> &S {
+        &self.source
     }
 
     /// Draws in colour or not, whatever `NO_COLOR` says.
@@ -273,11 +277,11 @@ impl<M: Machine + Clone> App<M> {
             Purpose::Search { .. } => self.rows.clone(),
         };
         let progress = {
-            let (timeline, history) = (&self.timeline, &self.history);
+            let (timeline, source, facts) = (&self.timeline, &self.source, &self.facts);
             scan.run(
                 budget,
                 |position| timeline.row(&rows, position),
-                |query, row| row_matches(history, query, row),
+                |query, row| row_matches(source, facts, query, row),
             )
         };
         match (progress, &scan.purpose) {
@@ -557,9 +561,9 @@ impl<M: Machine + Clone> App<M> {
         let started = Instant::now();
         while search.end > 0 && started.elapsed() < budget {
             let start = search.end.saturating_sub(CHANGE_CHUNK);
-            if let Some(index) = self.history.last_change_in(&search.path, start..search.end) {
+            if let Some(index) = self.source.last_change_in(&search.path, start..search.end) {
                 self.select_row(Row::Input(index));
-                let seq = self.history.base_seq() + index as u64;
+                let seq = self.facts.base_seq + index as u64;
                 self.message = Some(format!(
                     "{} last changed by input #{seq} (w again: the change before)",
                     search.path
@@ -608,12 +612,8 @@ impl<M: Machine + Clone> App<M> {
                 STATES_KEPT => Rc::try_unwrap(self.states.remove(0).1).unwrap_or_default(),
                 _ => Flat::default(),
             };
-            match applied.checked_sub(1) {
-                None => flat.refill(self.history.base_state()),
-                Some(index) => match self.history.state_after(index) {
-                    Some(state) => flat.refill(state),
-                    None => flat = Flat::default(),
-                },
+            if !self.source.flatten_state(applied, &mut flat) {
+                flat = Flat::default();
             }
             self.states.push((applied, Rc::new(flat)));
         }
@@ -654,24 +654,17 @@ fn segment(label: outline::Label<'_>) -> tree::Segment {
     }
 }
 
-/// Whether `row` of `history` matches `query`.
-fn row_matches<M: Machine + Clone>(history: &History<M>, query: &Query, row: Row) -> bool {
+/// Whether `row` matches `query`.
+fn row_matches<S: Source>(source: &S, facts: &Facts, query: &Query, row: Row) -> bool {
     match row {
         Row::Input(index) => query.matches(true, "input", || {
-            history.input(index).map_or_else(String::new, |event| {
-                format!(
-                    "#{} {}",
-                    event.seq,
-                    tree::brief(&tree::tree_of(&event.input))
-                )
+            source.input(index).map_or_else(String::new, |input| {
+                format!("#{} {}", input.seq, tree::brief(&input.tree))
             })
         }),
         Row::Trace(j) => {
-            let trace = &history.traces()[j];
-            let lane = history
-                .lane_names()
-                .get(trace.lane)
-                .map_or("", String::as_str);
+            let trace = &facts.traces[j];
+            let lane = facts.lane_names.get(trace.lane).map_or("", String::as_str);
             query.matches(false, lane, || trace_text(trace))
                 || query.matches(false, &trace.thread, || trace_text(trace))
         }

@@ -19,10 +19,12 @@ pub mod doc;
 mod keys;
 pub mod outline;
 mod scan;
+pub mod source;
 mod term;
 pub mod timeline;
 pub mod view;
 
 pub use app::{App, Focus};
 pub use keys::{action, Action, HELP};
-pub use term::{run, show, TuiError};
+pub use source::{Facts, Source};
+pub use term::{run, run_export, show, TuiError};

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use flightrec_replayer::export::{Export, ExportError};
 use flightrec_replayer::{History, Progress, ReplayError, ReplayOptions, Stage};
 use flightrec_schemas::Machine;
 use ratatui::backend::CrosstermBackend;
@@ -22,6 +23,7 @@ use ratatui::Terminal;
 
 use crate::app::App;
 use crate::keys;
+use crate::source::Source;
 use crate::view::{self, pane, Theme};
 
 /// Longest a search or filter works between two looks at the keyboard.
@@ -43,6 +45,9 @@ pub enum TuiError {
     /// The file could not be replayed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
+    /// The export could not be read.
+    #[error(transparent)]
+    Export(#[from] ExportError),
 }
 
 /// Opens `path` (showing progress meanwhile), then runs the TUI over it until the user quits.
@@ -61,19 +66,25 @@ where
     event_loop(&mut terminal.terminal, &mut app)
 }
 
-/// Runs the TUI over a history already replayed, until the user quits.
-pub fn show<M: Machine + Clone>(history: History<M>) -> Result<(), TuiError> {
+/// Runs the TUI over a history already replayed, or an export, until the user quits.
+pub fn show<S: Source>(source: S) -> Result<(), TuiError> {
     if !io::stdout().is_terminal() {
         return Err(TuiError::NotATerminal);
     }
     let mut terminal = TerminalGuard::enter()?;
-    event_loop(&mut terminal.terminal, &mut App::new(history))
+    event_loop(&mut terminal.terminal, &mut App::new(source))
+}
+
+/// Opens the export at `path` (no machine needed) and runs the TUI over it until the user quits.
+pub fn run_export(path: &Path) -> Result<(), TuiError> {
+    let export = Export::open(path)?;
+    show(export)
 }
 
 type Term = Terminal<CrosstermBackend<Stdout>>;
 
 /// The TUI's main loop: draw, wait for a key (or work on a search), act.
-fn event_loop<M: Machine + Clone>(terminal: &mut Term, app: &mut App<M>) -> Result<(), TuiError> {
+fn event_loop<S: Source>(terminal: &mut Term, app: &mut App<S>) -> Result<(), TuiError> {
     while !app.should_quit() {
         terminal.draw(|frame| view::draw(app, frame))?;
         let wait = if app.is_busy() {

@@ -4,15 +4,16 @@
 //! events is described by where each trace event falls among the inputs, and a row number maps
 //! to an input or an event by one binary search.
 
-use flightrec_replayer::{History, TraceRecord};
-use flightrec_schemas::Machine;
+use flightrec_replayer::TraceRecord;
+
+use crate::source::Facts;
 
 /// What a row of the timeline shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Row {
     /// The retained input at this position of the history.
     Input(usize),
-    /// The trace event at this index of [`History::traces`].
+    /// The trace event at this index of [`Facts::traces`].
     Trace(usize),
     /// How the recording ended: the crash, the death, the clean exit.
     End,
@@ -40,31 +41,13 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    /// The timeline of `history`: each trace event goes after every input recorded at or before
-    /// its time.
-    pub fn of<M: Machine + Clone>(history: &History<M>) -> Timeline {
-        let inputs = history.len();
-        let ticks = |index: usize| history.input(index).map_or(u64::MAX, |event| event.ticks);
-        let inputs_before = history
-            .traces()
-            .iter()
-            .map(|trace| partition_point(inputs, |index| ticks(index) <= trace.ticks))
-            .collect();
-        let base = history.base_seq();
-        let mut checkpoints: Vec<usize> = history
-            .summary()
-            .checkpoints
-            .iter()
-            .filter_map(|checkpoint| checkpoint.seq.checked_sub(base))
-            .filter_map(|index| usize::try_from(index).ok())
-            .filter(|&index| index < inputs)
-            .collect();
-        checkpoints.sort_unstable();
-        checkpoints.dedup();
+    /// The timeline of a recording: each trace event goes after the inputs its source placed
+    /// before it (every input recorded at or before its time).
+    pub fn of(facts: &Facts) -> Timeline {
         Timeline {
-            inputs,
-            inputs_before,
-            checkpoints,
+            inputs: facts.len,
+            inputs_before: facts.inputs_before.clone(),
+            checkpoints: facts.checkpoints.clone(),
         }
     }
 
@@ -157,7 +140,7 @@ impl Timeline {
 }
 
 /// The first index in `0..len` for which `pred` is false (`pred` true then false).
-fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn partition_point(len: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut low, mut high) = (0, len);
     while low < high {
         let mid = low + (high - low) / 2;

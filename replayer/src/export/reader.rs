@@ -440,6 +440,28 @@ impl Export {
         Ok(tree)
     }
 
+    /// The state before the first input: the state after it with its diff undone (an export
+    /// stores states after inputs only).
+    pub fn base_state(&self) -> Result<Value, ExportError> {
+        let mut tree = self.state_tree(0)?;
+        // Undone in the diff's own order: a sequence that grew by several elements is cut at the
+        // first, and one that was cut grows back from the first.
+        for change in self.diff(0)? {
+            let undo = Change {
+                path: change.path.clone(),
+                before: change.after,
+                after: change.before,
+            };
+            apply(&mut tree, &undo).map_err(|what| ExportError::BadDiff {
+                path: self.path.clone(),
+                position: 0,
+                at: change.path.to_string(),
+                what,
+            })?;
+        }
+        Ok(tree)
+    }
+
     /// What the input at `position` changed (empty where nothing was stored for it).
     pub fn diff(&self, position: u64) -> Result<Vec<Change>, ExportError> {
         self.check_position(position)?;

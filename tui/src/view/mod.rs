@@ -7,8 +7,7 @@ mod theme;
 mod timeline;
 
 use flightrec_replayer::tree::{self, Path, Segment};
-use flightrec_replayer::{Fate, History};
-use flightrec_schemas::Machine;
+use flightrec_replayer::Fate;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Widget, Wrap};
@@ -23,13 +22,14 @@ use crate::app::{App, Focus, PromptKind};
 use crate::keys::HELP;
 use crate::outline::{self, Change, Flat, Label};
 use crate::scan::Purpose;
+use crate::source::{Facts, Source};
 use crate::timeline::Row;
 
 /// Longest value preview in the tree, in bytes.
 const PREVIEW: usize = 160;
 
 /// Draws the whole screen.
-pub fn draw<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>) {
+pub fn draw<S: Source>(app: &mut App<S>, frame: &mut Frame<'_>) {
     let [main, status, hint] = Layout::vertical([
         Constraint::Fill(1),
         Constraint::Length(1),
@@ -73,12 +73,12 @@ pub fn draw<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>) {
     }
 }
 
-fn draw_timeline<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area: Rect) {
+fn draw_timeline<S: Source>(app: &mut App<S>, frame: &mut Frame<'_>, area: Rect) {
     let height = usize::from(area.height.saturating_sub(2));
     let total = app.timeline.len(&app.rows);
     app.timeline_top = scrolled(app.timeline_top, app.selected, height, total);
     let end = total.min(app.timeline_top + height);
-    let end_ns = end_time(&app.history);
+    let end_ns = app.facts.ending.unix_ns;
     let lines: Vec<TimelineLine> = (app.timeline_top..end)
         .filter_map(|position| app.timeline.row(&app.rows, position))
         .map(|row| timeline_line(app, row, end_ns))
@@ -119,37 +119,17 @@ fn scrolled(top: usize, selected: usize, height: usize, total: usize) -> usize {
     top.min(total.saturating_sub(height.max(1)))
 }
 
-/// When the recording ended: the crash, the exit, or the last input.
-fn end_time<M: Machine + Clone>(history: &History<M>) -> u64 {
-    let summary = history.summary();
-    summary
-        .crash
-        .as_ref()
-        .map(|crash| crash.time_unix_ns)
-        .or(summary.exited_unix_ns)
-        .or_else(|| {
-            history
-                .input(history.len().checked_sub(1)?)
-                .map(|e| e.unix_ns)
-        })
-        .unwrap_or(summary.created_unix_ns)
-}
-
-fn timeline_line<M: Machine + Clone>(app: &App<M>, row: Row, end_ns: u64) -> TimelineLine {
-    let history = &app.history;
+fn timeline_line<S: Source>(app: &App<S>, row: Row, end_ns: u64) -> TimelineLine {
+    let facts = &app.facts;
     let relative = |unix_ns: u64| offset(i128::from(unix_ns) - i128::from(end_ns));
     match row {
         Row::Input(index) => {
-            let Some(event) = history.input(index) else {
+            let Some(input) = app.source.input(index) else {
                 return damaged_line(index);
             };
-            let panicked = history.panics().iter().any(|p| p.index == index);
-            let check = history
-                .verification()
-                .checks
-                .iter()
-                .find(|c| c.seq == event.seq);
-            let (mark, tone) = if panicked || check.is_some_and(|c| !c.passed()) {
+            let panicked = facts.panics.iter().any(|p| p.index == index);
+            let diverged = check_at(facts, input.seq) == Some(false);
+            let (mark, tone) = if panicked || diverged {
                 ("✖", Tone::Alarm)
             } else if app.timeline.is_checkpoint(index) {
                 ("◆", Tone::Checkpoint)
@@ -158,15 +138,15 @@ fn timeline_line<M: Machine + Clone>(app: &App<M>, row: Row, end_ns: u64) -> Tim
             };
             TimelineLine {
                 mark,
-                position: format!("#{}", event.seq),
-                time: relative(event.unix_ns),
+                position: format!("#{}", input.seq),
+                time: relative(input.unix_ns),
                 who: "input".into(),
-                text: tree::brief(&tree::tree_of(&event.input)),
+                text: tree::brief(&input.tree),
                 tone,
             }
         }
         Row::Trace(j) => {
-            let trace = &history.traces()[j];
+            let trace = &facts.traces[j];
             let text = match &trace.event {
                 Some(event) => format!("{} {}", event.level.as_str(), event.message),
                 None => format!("damaged: {}", trace.damage.as_deref().unwrap_or("?")),
@@ -181,14 +161,23 @@ fn timeline_line<M: Machine + Clone>(app: &App<M>, row: Row, end_ns: u64) -> Tim
             }
         }
         Row::End => TimelineLine {
-            mark: if ended_badly(history) { "✖" } else { "■" },
+            mark: if ended_badly(facts) { "✖" } else { "■" },
             position: String::new(),
             time: relative(end_ns),
             who: "end".into(),
-            text: fate(history),
+            text: fate(facts),
             tone: Tone::End,
         },
     }
+}
+
+/// Whether the recorded state hash at input `seq` matched the replay, if one was checked.
+fn check_at(facts: &Facts, seq: u64) -> Option<bool> {
+    facts
+        .checks
+        .iter()
+        .find(|(at, _)| *at == seq)
+        .map(|(_, passed)| *passed)
 }
 
 fn damaged_line(index: usize) -> TimelineLine {
@@ -202,14 +191,14 @@ fn damaged_line(index: usize) -> TimelineLine {
     }
 }
 
-fn ended_badly<M: Machine + Clone>(history: &History<M>) -> bool {
-    matches!(history.summary().status, Fate::Crashed | Fate::Died)
+fn ended_badly(facts: &Facts) -> bool {
+    matches!(facts.ending.status, Fate::Crashed | Fate::Died)
 }
 
 /// How the recording ended, on one line.
-fn fate<M: Machine + Clone>(history: &History<M>) -> String {
-    let summary = history.summary();
-    match (summary.status, &summary.crash) {
+fn fate(facts: &Facts) -> String {
+    let ending = &facts.ending;
+    match (ending.status, &ending.crash) {
         (Fate::Crashed, Some(crash)) => match (crash.signal_name, &crash.location) {
             (Some(signal), _) => format!("crashed: {signal} in thread {}", crash.thread),
             (None, Some(location)) => format!("crashed: panic at {location}: {}", crash.message),
@@ -223,9 +212,9 @@ fn fate<M: Machine + Clone>(history: &History<M>) -> String {
 }
 
 /// How the recording ended, in a few words.
-fn short_fate<M: Machine + Clone>(history: &History<M>) -> String {
-    let summary = history.summary();
-    match (&summary.crash, summary.status) {
+fn short_fate(facts: &Facts) -> String {
+    let ending = &facts.ending;
+    match (&ending.crash, ending.status) {
         (Some(crash), Fate::Crashed) => match crash.signal_name {
             Some(signal) => format!("crashed: {signal}"),
             None => "crashed: panic".into(),
@@ -235,13 +224,13 @@ fn short_fate<M: Machine + Clone>(history: &History<M>) -> String {
 }
 
 /// The selected row in full.
-fn detail_lines<M: Machine + Clone>(app: &App<M>) -> Vec<Line<'static>> {
-    let history = &app.history;
+fn detail_lines<S: Source>(app: &App<S>) -> Vec<Line<'static>> {
+    let facts = &app.facts;
     let theme = app.theme;
     let label = |text: String| Span::styled(text, theme.label());
     match app.selected_row() {
         Row::Input(index) => {
-            let Some(event) = history.input(index) else {
+            let Some(event) = app.source.input(index) else {
                 return vec![Line::styled("this input does not decode", theme.alarm())];
             };
             let mut lines = vec![Line::from(vec![
@@ -252,25 +241,20 @@ fn detail_lines<M: Machine + Clone>(app: &App<M>) -> Vec<Line<'static>> {
                     index
                 )),
             ])];
-            let input = Flat::of(&event.input);
+            let input = Flat::of(&event.tree);
             lines.extend(value_lines(&input, Flat::ROOT, 0, theme));
             if app.timeline.is_checkpoint(index) {
-                let check = history
-                    .verification()
-                    .checks
-                    .iter()
-                    .find(|c| c.seq == event.seq);
-                let verdict = match check {
-                    Some(check) if check.passed() => "its recorded state hash matches the replay",
-                    Some(_) => "its recorded state hash DIFFERS from the replay",
-                    None => "not verified",
+                let verdict = match check_at(facts, event.seq) {
+                    Some(true) => "its recorded state hash matches the replay",
+                    Some(false) => "its recorded state hash DIFFERS from the replay",
+                    None => "not verified here",
                 };
                 lines.push(Line::styled(
                     format!("◆ checkpoint taken before this input: {verdict}"),
                     theme.checkpoint(),
                 ));
             }
-            for panic in history.panics().iter().filter(|p| p.index == index) {
+            for panic in facts.panics.iter().filter(|p| p.index == index) {
                 let at = panic.location.as_deref().unwrap_or("unknown location");
                 lines.push(Line::styled(
                     format!("✖ apply panicked in replay at {at}: {}", panic.message),
@@ -280,9 +264,9 @@ fn detail_lines<M: Machine + Clone>(app: &App<M>) -> Vec<Line<'static>> {
             lines
         }
         Row::Trace(j) => {
-            let trace = &history.traces()[j];
-            let lane = history
-                .lane_names()
+            let trace = &facts.traces[j];
+            let lane = facts
+                .lane_names
                 .get(trace.lane)
                 .cloned()
                 .unwrap_or_default();
@@ -317,14 +301,13 @@ fn detail_lines<M: Machine + Clone>(app: &App<M>) -> Vec<Line<'static>> {
             }
             lines
         }
-        Row::End => end_lines(history, theme),
+        Row::End => end_lines(facts, theme),
     }
 }
 
-fn end_lines<M: Machine + Clone>(history: &History<M>, theme: Theme) -> Vec<Line<'static>> {
-    let summary = history.summary();
-    let mut lines = vec![Line::styled(fate(history), theme.alarm())];
-    if let Some(crash) = &summary.crash {
+fn end_lines(facts: &Facts, theme: Theme) -> Vec<Line<'static>> {
+    let mut lines = vec![Line::styled(fate(facts), theme.alarm())];
+    if let Some(crash) = &facts.ending.crash {
         lines.push(Line::raw(format!(
             "thread {} (tid {}) at {}",
             crash.thread,
@@ -338,12 +321,21 @@ fn end_lines<M: Machine + Clone>(history: &History<M>, theme: Theme) -> Vec<Line
             lines.push(Line::raw(crash.message.clone()));
         }
     }
-    lines.push(Line::raw(format!(
-        "{} inputs replayed from the checkpoint at input #{}; {} panicked in replay",
-        count(history.len() as u64),
-        history.base_seq(),
-        count(history.panic_count() as u64)
-    )));
+    lines.push(Line::raw(match &facts.export {
+        None => format!(
+            "{} inputs replayed from the checkpoint at input #{}; {} panicked in replay",
+            count(facts.len as u64),
+            facts.base_seq,
+            count(facts.panic_count as u64)
+        ),
+        Some(path) => format!(
+            "{} inputs from input #{}, read from the export {path} (replayed and verified where \
+             it was recorded: {})",
+            count(facts.len as u64),
+            facts.base_seq,
+            facts.verification
+        ),
+    }));
     lines
 }
 
@@ -379,7 +371,7 @@ fn value_lines(flat: &Flat, node: usize, depth: usize, theme: Theme) -> Vec<Line
     lines
 }
 
-fn draw_state<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area: Rect) {
+fn draw_state<S: Source>(app: &mut App<S>, frame: &mut Frame<'_>, area: Rect) {
     let height = usize::from(area.height.saturating_sub(2));
     let flat = app.state_flat();
     // One walk gives the rows and the total; a second only when the tree shrank under the view.
@@ -398,10 +390,7 @@ fn draw_state<M: Machine + Clone>(app: &mut App<M>, frame: &mut Frame<'_>, area:
         .collect();
     let applied = app.applied();
     let title = match applied.checked_sub(1) {
-        Some(index) => format!(
-            " state after input #{} ",
-            app.history.base_seq() + index as u64
-        ),
+        Some(index) => format!(" state after input #{} ", app.facts.base_seq + index as u64),
         None => " state of the base checkpoint ".into(),
     };
     let focused = app.focus == Focus::State;
@@ -458,44 +447,32 @@ fn changed(path: &Path, changes: &[Change]) -> Changed {
     verdict
 }
 
-fn status_line<M: Machine + Clone>(app: &App<M>) -> Line<'static> {
-    let history = &app.history;
-    let summary = history.summary();
+fn status_line<S: Source>(app: &App<S>) -> Line<'static> {
+    let facts = &app.facts;
     let mut parts = Vec::new();
     match app.selected_row() {
         Row::Input(index) => parts.push(format!(
             "input #{} ({} of {})",
-            history.base_seq() + index as u64,
+            facts.base_seq + index as u64,
             count(index as u64 + 1),
-            count(history.len() as u64)
+            count(facts.len as u64)
         )),
         Row::Trace(_) => parts.push(format!(
             "event after {} of {} inputs",
             count(app.applied() as u64),
-            count(history.len() as u64)
+            count(facts.len as u64)
         )),
-        Row::End => parts.push(format!(
-            "the end, after {} inputs",
-            count(history.len() as u64)
-        )),
+        Row::End => parts.push(format!("the end, after {} inputs", count(facts.len as u64))),
     }
-    parts.push(format!("{} {}", summary.machine.name, short_fate(history)));
-    let lost: u64 = summary.lanes.iter().map(|lane| lane.lost).sum();
-    if lost > 0 {
-        parts.push(format!("{} records overwritten or lost", count(lost)));
+    parts.push(format!("{} {}", facts.machine, short_fate(facts)));
+    if facts.lost > 0 {
+        parts.push(format!("{} records overwritten or lost", count(facts.lost)));
     }
-    let verification = history.verification();
-    let checks = verification.checks.len();
-    let passed = verification.checks.iter().filter(|c| c.passed()).count();
-    parts.push(if verification.passed() {
-        format!("verified {passed}/{checks}")
-    } else {
-        format!("DIVERGED: {passed}/{checks} hashes match")
-    });
+    parts.push(facts.verification.clone());
     Line::raw(format!(" {}", parts.join(" · ")))
 }
 
-fn hint_line<M: Machine + Clone>(app: &App<M>) -> Line<'static> {
+fn hint_line<S: Source>(app: &App<S>) -> Line<'static> {
     if let Some(prompt) = &app.prompt {
         let what = match prompt.kind {
             PromptKind::Search => "search: ",
