@@ -168,15 +168,29 @@ impl<M: Machine + Clone> Source for History<M> {
     }
 }
 
+/// Events an export's facts are gathered from at a time.
+const EVENTS_AT_ONCE: u64 = 65_536;
+
 impl Source for Export {
     fn facts(&self) -> Facts {
         let meta = self.metadata();
         let len = usize::try_from(self.len()).unwrap_or(usize::MAX);
-        let events = self.events(0..self.event_count()).unwrap_or_default();
         let mut lane_names: Vec<String> = Vec::new();
         let mut traces = Vec::new();
         let mut inputs_before = Vec::new();
-        for event in events.iter().filter(|e| e.kind == EventKind::Trace) {
+        let mut last_input_ns = None;
+        // Read a window at a time: only the trace events are kept, not millions of inputs.
+        let total = self.event_count();
+        let windows = (0..total).step_by(EVENTS_AT_ONCE as usize);
+        let events = windows.flat_map(|start| {
+            self.events(start..total.min(start + EVENTS_AT_ONCE))
+                .unwrap_or_default()
+        });
+        for event in events {
+            if event.kind == EventKind::Input {
+                last_input_ns = Some(event.unix_ns);
+                continue;
+            }
             let lane = match lane_names.iter().position(|name| *name == event.name) {
                 Some(lane) => lane,
                 None => {
@@ -185,7 +199,7 @@ impl Source for Export {
                 }
             };
             inputs_before.push(usize::try_from(event.position).unwrap_or(len).min(len));
-            traces.push(trace_record(event, lane));
+            traces.push(trace_record(&event, lane));
         }
         let status = match meta.status.as_str() {
             "crashed" => Fate::Crashed,
@@ -209,12 +223,11 @@ impl Source for Export {
             tid: crash.tid,
             time_unix_ns: crash.time_unix_ns,
         });
-        let last_input = events.iter().rev().find(|e| e.kind == EventKind::Input);
         let end = crash
             .as_ref()
             .map(|c| c.time_unix_ns)
             .or(meta.record_end_unix_ns)
-            .or(last_input.map(|e| e.unix_ns))
+            .or(last_input_ns)
             .unwrap_or(meta.record_start_unix_ns);
         let base = meta.base_seq;
         let checkpoints = positions(self.checkpoints().iter().map(|c| c.input_seq), base, len);
