@@ -48,6 +48,7 @@
 
 mod common;
 
+use common::accounts::{Accounts, Traffic};
 use common::ring_dir;
 use std::hint::black_box;
 use std::ops::Range;
@@ -55,9 +56,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use flightrec_recorder::{Builder, Machine, Tick};
+use flightrec_recorder::{Builder, Machine};
 use flightrec_replayer::export::format::{self, Frame, Trailer, FRAME_HEADER_LEN, HEADER_LEN};
 use flightrec_replayer::export::{
     export_history, CheckpointEntry, Export, ExportOptions, ExportSummary, ExportWriter,
@@ -65,12 +65,8 @@ use flightrec_replayer::export::{
 };
 use flightrec_replayer::tree::{self, Change, Path as TreePath, Segment, Value};
 use flightrec_replayer::{recover_checkpoints, History, ReplayOptions, Ring};
-use flightrec_schemas::codec::{pod_decode, pod_encode, pod_inline};
-use flightrec_schemas::slot::InlineRecord;
-use flightrec_schemas::CodecError;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
 
 /// Inputs exported by `export_throughput`.
 const THROUGHPUT_INPUTS: u64 = 100_000;
@@ -78,150 +74,8 @@ const THROUGHPUT_INPUTS: u64 = 100_000;
 const BIG_INPUTS: u64 = 10_000_000;
 /// Bytes of one slot, as in flightrec: every input here fills exactly one.
 const SLOT_BYTES: u64 = 64;
-/// Accounts in the machine.
-const ACCOUNTS: usize = 256;
-/// Every account's balance in a fresh machine.
-const OPENING_BALANCE: i64 = 1_000_000;
 /// Seeds the traffic and the positions drawn by the jumps.
 const SEED: u64 = 0x5eed_e4b0;
-
-const DEPOSIT: u32 = 0;
-const TRANSFER: u32 = 1;
-const WITHDRAW: u32 = 2;
-
-/// A 32-byte input, recorded as its raw bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable, Serialize, Deserialize)]
-struct Transfer {
-    id: u64,
-    amount: u64,
-    from: u32,
-    to: u32,
-    kind: u32,
-    fee: u32,
-}
-
-/// A small account map: balances and a few counters (as in `benches/replay.rs`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Accounts {
-    balances: Vec<i64>,
-    applied: u64,
-    rejected: u64,
-    fees: u64,
-    last_id: u64,
-    last_unix_ns: u64,
-}
-
-impl Accounts {
-    fn new() -> Accounts {
-        Accounts {
-            balances: vec![OPENING_BALANCE; ACCOUNTS],
-            applied: 0,
-            rejected: 0,
-            fees: 0,
-            last_id: 0,
-            last_unix_ns: 0,
-        }
-    }
-
-    /// Moves `amount` (plus `fee`, kept by the house) from `from` to `to`; false if refused.
-    fn transfer(&mut self, from: usize, to: usize, amount: i64, fee: i64) -> bool {
-        if from == to || to >= self.balances.len() {
-            return false;
-        }
-        match self.balances.get_mut(from) {
-            Some(balance) if *balance >= amount + fee => *balance -= amount + fee,
-            _ => return false,
-        }
-        self.balances[to] += amount;
-        self.fees += fee as u64;
-        true
-    }
-}
-
-impl Machine for Accounts {
-    const NAME: &'static str = "bench-accounts";
-    const VERSION: u32 = 1;
-    type Input = Transfer;
-
-    fn apply(&mut self, input: &Transfer, tick: Tick) {
-        self.applied += 1;
-        self.last_id = input.id;
-        self.last_unix_ns = tick.unix_ns;
-        let amount = input.amount as i64;
-        let accepted = match input.kind {
-            DEPOSIT => match self.balances.get_mut(input.to as usize) {
-                Some(balance) => {
-                    *balance += amount;
-                    true
-                }
-                None => false,
-            },
-            TRANSFER => self.transfer(
-                input.from as usize,
-                input.to as usize,
-                amount,
-                input.fee as i64,
-            ),
-            WITHDRAW => match self.balances.get_mut(input.from as usize) {
-                Some(balance) if *balance >= amount => {
-                    *balance -= amount;
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        if !accepted {
-            self.rejected += 1;
-        }
-    }
-
-    fn encode_input(input: &Transfer, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        pod_encode(input, out)
-    }
-
-    fn encode_input_inline(input: &Transfer) -> Option<InlineRecord> {
-        Some(pod_inline(input))
-    }
-
-    fn decode_input(bytes: &[u8]) -> Result<Transfer, CodecError> {
-        pod_decode(bytes)
-    }
-}
-
-/// Seeded random traffic: mostly transfers, some deposits and withdrawals.
-struct Traffic {
-    rng: Pcg64Mcg,
-    next_id: u64,
-}
-
-impl Traffic {
-    fn new(seed: u64) -> Traffic {
-        Traffic {
-            rng: Pcg64Mcg::seed_from_u64(seed),
-            next_id: 1,
-        }
-    }
-
-    fn next(&mut self) -> Transfer {
-        let kind = match self.rng.gen_range(0..100u32) {
-            0..=9 => DEPOSIT,
-            10..=94 => TRANSFER,
-            _ => WITHDRAW,
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        Transfer {
-            id,
-            amount: self.rng.gen_range(1..5_000),
-            from: self.rng.gen_range(0..ACCOUNTS as u32),
-            to: self.rng.gen_range(0..ACCOUNTS as u32),
-            kind,
-            fee: self.rng.gen_range(0..10),
-        }
-    }
-}
 
 /// Records `count` seeded inputs into a new ring file `NAME.ring` in `dir`, its input lane the
 /// smallest power of two of slots that holds them all, checkpointing only at the start and the

@@ -40,21 +40,17 @@
 
 mod common;
 
+use common::accounts::{Accounts, Traffic, Transfer};
 use common::ring_dir;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use flightrec_recorder::{Builder, Machine, Tick};
 use flightrec_replayer::{History, Recovered, ReplayOptions, Ring};
-use flightrec_schemas::codec::{pod_decode, pod_encode, pod_inline};
-use flightrec_schemas::slot::InlineRecord;
-use flightrec_schemas::CodecError;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use serde::{Deserialize, Serialize};
 
 /// Inputs replayed by `replay_throughput`.
 const THROUGHPUT_INPUTS: usize = 1_000_000;
@@ -66,151 +62,8 @@ const STEPS_BACK: u64 = 1_000;
 const OPEN_LANE_BYTES: u64 = 1 << 30;
 /// Bytes of one slot, as in flightrec: every input here fills exactly one.
 const SLOT_BYTES: u64 = 64;
-/// Accounts in the machine.
-const ACCOUNTS: usize = 256;
-/// Every account's balance in a fresh machine.
-const OPENING_BALANCE: i64 = 1_000_000;
 /// Seeds the traffic and the positions drawn by `random_position`.
 const SEED: u64 = 0x5eed_4e91;
-
-const DEPOSIT: u32 = 0;
-const TRANSFER: u32 = 1;
-const WITHDRAW: u32 = 2;
-
-/// A 32-byte input, recorded as its raw bytes.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable, Serialize, Deserialize)]
-struct Transfer {
-    id: u64,
-    amount: u64,
-    from: u32,
-    to: u32,
-    kind: u32,
-    fee: u32,
-}
-
-/// A small account map: balances and a few counters.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct Accounts {
-    balances: Vec<i64>,
-    applied: u64,
-    rejected: u64,
-    fees: u64,
-    last_id: u64,
-    last_unix_ns: u64,
-}
-
-impl Accounts {
-    fn new() -> Accounts {
-        Accounts {
-            balances: vec![OPENING_BALANCE; ACCOUNTS],
-            applied: 0,
-            rejected: 0,
-            fees: 0,
-            last_id: 0,
-            last_unix_ns: 0,
-        }
-    }
-
-    /// Moves `amount` (plus `fee`, kept by the house) from `from` to `to`; false if refused.
-    fn transfer(&mut self, from: usize, to: usize, amount: i64, fee: i64) -> bool {
-        if from == to || to >= self.balances.len() {
-            return false;
-        }
-        match self.balances.get_mut(from) {
-            Some(balance) if *balance >= amount + fee => *balance -= amount + fee,
-            _ => return false,
-        }
-        self.balances[to] += amount;
-        self.fees += fee as u64;
-        true
-    }
-}
-
-impl Machine for Accounts {
-    const NAME: &'static str = "bench-accounts";
-    const VERSION: u32 = 1;
-    type Input = Transfer;
-
-    fn apply(&mut self, input: &Transfer, tick: Tick) {
-        self.applied += 1;
-        self.last_id = input.id;
-        self.last_unix_ns = tick.unix_ns;
-        let amount = input.amount as i64;
-        let accepted = match input.kind {
-            DEPOSIT => match self.balances.get_mut(input.to as usize) {
-                Some(balance) => {
-                    *balance += amount;
-                    true
-                }
-                None => false,
-            },
-            TRANSFER => self.transfer(
-                input.from as usize,
-                input.to as usize,
-                amount,
-                input.fee as i64,
-            ),
-            WITHDRAW => match self.balances.get_mut(input.from as usize) {
-                Some(balance) if *balance >= amount => {
-                    *balance -= amount;
-                    true
-                }
-                _ => false,
-            },
-            _ => false,
-        };
-        if !accepted {
-            self.rejected += 1;
-        }
-    }
-
-    fn encode_input(input: &Transfer, out: &mut Vec<u8>) -> Result<(), CodecError> {
-        pod_encode(input, out)
-    }
-
-    fn encode_input_inline(input: &Transfer) -> Option<InlineRecord> {
-        Some(pod_inline(input))
-    }
-
-    fn decode_input(bytes: &[u8]) -> Result<Transfer, CodecError> {
-        pod_decode(bytes)
-    }
-}
-
-/// Seeded random traffic: mostly transfers, some deposits and withdrawals.
-struct Traffic {
-    rng: Pcg64Mcg,
-    next_id: u64,
-}
-
-impl Traffic {
-    fn new(seed: u64) -> Traffic {
-        Traffic {
-            rng: Pcg64Mcg::seed_from_u64(seed),
-            next_id: 1,
-        }
-    }
-
-    fn next(&mut self) -> Transfer {
-        let roll = self.rng.gen_range(0..100u32);
-        let kind = match roll {
-            0..=9 => DEPOSIT,
-            10..=94 => TRANSFER,
-            _ => WITHDRAW,
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        Transfer {
-            id,
-            amount: self.rng.gen_range(1..5_000),
-            from: self.rng.gen_range(0..ACCOUNTS as u32),
-            to: self.rng.gen_range(0..ACCOUNTS as u32),
-            kind,
-            fee: self.rng.gen_range(0..10),
-        }
-    }
-}
 
 /// Records `count` inputs from `next` into a new ring file in `dir` with an input lane of
 /// `input_lane_bytes`, checkpointing only when the lane forces it (and at the start and the

@@ -2,6 +2,10 @@
 
 use std::path::Path;
 
+/// The replay and export benchmarks' machine (the others use none of it).
+#[allow(dead_code)]
+pub mod accounts;
+
 /// A fresh temporary directory for ring files: on tmpfs where there is one, as in production.
 pub fn ring_dir() -> tempfile::TempDir {
     let shm = Path::new("/dev/shm");
