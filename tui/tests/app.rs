@@ -147,6 +147,7 @@ macro_rules! assert_screen {
     ($name:expr, $screen:expr) => {
         insta::with_settings!({filters => vec![
             (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", "<utc>"),
+            (r"\d\d:\d\d:\d\d\.\d{3}Z", "<time>"),
             (r" *[+-]?[0-9.]+(ns|µs|ms|s) ", " <ago> "),
         ]}, {
             insta::assert_snapshot!($name, $screen);

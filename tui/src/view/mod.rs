@@ -464,6 +464,17 @@ fn status_line<S: Source>(app: &App<S>) -> Line<'static> {
         )),
         Row::End => parts.push(format!("the end, after {} inputs", count(facts.len as u64))),
     }
+    let when = match app.selected_row() {
+        Row::Input(index) => app.source.input(index).map(|input| input.unix_ns),
+        Row::Trace(j) => facts.traces.get(j).map(|trace| trace.unix_ns),
+        Row::End => Some(facts.ending.unix_ns),
+    };
+    if let Some(unix_ns) = when {
+        // The time of day (UTC); the timeline shows how long before the end, the pane the date.
+        let stamp = utc(unix_ns);
+        let time_of_day = stamp.split_once('T').map_or(stamp.as_str(), |(_, time)| time);
+        parts.push(time_of_day.to_owned());
+    }
     parts.push(format!("{} {}", facts.machine, short_fate(facts)));
     if facts.lost > 0 {
         parts.push(format!("{} records overwritten or lost", count(facts.lost)));
