@@ -472,7 +472,9 @@ fn status_line<S: Source>(app: &App<S>) -> Line<'static> {
     if let Some(unix_ns) = when {
         // The time of day (UTC); the timeline shows how long before the end, the pane the date.
         let stamp = utc(unix_ns);
-        let time_of_day = stamp.split_once('T').map_or(stamp.as_str(), |(_, time)| time);
+        let time_of_day = stamp
+            .split_once('T')
+            .map_or(stamp.as_str(), |(_, time)| time);
         parts.push(time_of_day.to_owned());
     }
     parts.push(format!("{} {}", facts.machine, short_fate(facts)));
