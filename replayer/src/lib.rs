@@ -28,7 +28,7 @@ pub use history::{
     replaying, Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
     TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET, MAX_PANICS_KEPT,
 };
-pub use progress::{Progress, Stage};
+pub use progress::{progress_line, Progress, Stage};
 pub use project::project;
 pub use recover::{
     recover_checkpoints, recover_lane, Checkpoint, CheckpointProblem, LaneRecords, Record, Records,

@@ -45,6 +45,18 @@ impl Progress {
         )
     }
 
+    /// The stage in a few words, with the count while replaying: what a loading screen or a
+    /// progress line shows.
+    pub fn describe(&self) -> String {
+        match self.stage() {
+            Stage::Waiting | Stage::Recovering => "reading and checking every record".into(),
+            Stage::Replaying | Stage::Done => {
+                let (done, total) = self.inputs();
+                progress_line("replaying", done, total)
+            }
+        }
+    }
+
     pub(crate) fn enter(&self, stage: Stage) {
         let code = match stage {
             Stage::Waiting => 0,
@@ -64,6 +76,12 @@ impl Progress {
     pub(crate) fn replayed(&self, done: usize) {
         self.done.store(done as u64, Ordering::Relaxed);
     }
+}
+
+/// `{what} input {done} of {total} ({percent}%)`: work counted in inputs, in words.
+pub fn progress_line(what: &str, done: u64, total: u64) -> String {
+    let percent = (done.saturating_mul(100)).checked_div(total).unwrap_or(100);
+    format!("{what} input {done} of {total} ({percent}%)")
 }
 
 #[cfg(test)]

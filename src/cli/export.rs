@@ -428,16 +428,15 @@ pub fn inspect(file: &Path, as_json: bool) -> Result<ExitCode, Failure> {
     };
     line("status", status);
     if let Some(crash) = &meta.crash {
-        line("", format!("\"{}\"", crash.message));
-        line(
-            "",
-            format!(
-                "in thread '{}' (tid {}) at {}",
-                crash.thread,
-                crash.tid,
-                utc(crash.time_unix_ns)
-            ),
+        let lines = super::inspect::crash_lines(
+            &crash.message,
+            &crash.thread,
+            crash.tid,
+            crash.time_unix_ns,
         );
+        for text in lines {
+            line("", text);
+        }
     }
     line("verified", meta.verification.clone());
     let range = match last_seq {

@@ -32,6 +32,15 @@ pub fn run(args: InspectArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The cause of death's message, then its thread and time: the lines under `status`, for a
+/// ring file and an export alike.
+pub fn crash_lines(message: &str, thread: &str, tid: u32, time_unix_ns: u64) -> [String; 2] {
+    [
+        format!("\"{message}\""),
+        format!("in thread '{thread}' (tid {tid}) at {}", utc(time_unix_ns)),
+    ]
+}
+
 /// The summary as aligned text.
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();
@@ -49,16 +58,9 @@ pub fn render(s: &Summary) -> String {
     line("created", utc(s.created_unix_ns));
     line("status", status_line(s));
     if let Some(crash) = &s.crash {
-        line("", format!("\"{}\"", crash.message));
-        line(
-            "",
-            format!(
-                "in thread '{}' (tid {}) at {}",
-                crash.thread,
-                crash.tid,
-                utc(crash.time_unix_ns)
-            ),
-        );
+        for text in crash_lines(&crash.message, &crash.thread, crash.tid, crash.time_unix_ns) {
+            line("", text);
+        }
     }
     if let Some(error) = &s.crash_error {
         line("", format!("crash record unreadable: {error}"));

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use flightrec_replayer::{Progress, ReplayOptions, Stage};
+use flightrec_replayer::{progress_line, Progress, ReplayOptions};
 
 /// Work shorter than this shows nothing.
 const QUIET_FOR: Duration = Duration::from_millis(400);
@@ -37,14 +37,7 @@ fn report(progress: &Progress, wait: &mpsc::Receiver<()>) {
     }
     let mut stderr = std::io::stderr();
     loop {
-        let line = match progress.stage() {
-            Stage::Waiting | Stage::Recovering => "reading and checking every record".to_string(),
-            Stage::Replaying | Stage::Done => {
-                let (done, total) = progress.inputs();
-                let percent = (done * 100).checked_div(total).unwrap_or(100);
-                format!("replaying input {done} of {total} ({percent}%)")
-            }
-        };
+        let line = progress.describe();
         // `\r` and erase-to-end: one line, rewritten in place.
         let _ = write!(stderr, "\rflightrec: {line}\x1b[K");
         if wait.recv_timeout(EVERY) != Err(mpsc::RecvTimeoutError::Timeout) {
@@ -85,12 +78,8 @@ impl Counter {
             return;
         }
         self.drawn = Some(now);
-        let percent = (done * 100).checked_div(total).unwrap_or(100);
-        let _ = write!(
-            std::io::stderr(),
-            "\rflightrec: {} input {done} of {total} ({percent}%)\x1b[K",
-            self.what
-        );
+        let line = progress_line(self.what, done, total);
+        let _ = write!(std::io::stderr(), "\rflightrec: {line}\x1b[K");
     }
 
     /// Erases the line, if one was drawn.

@@ -64,8 +64,6 @@ pub struct Facts {
     pub checks: Vec<(u64, bool)>,
     /// The verification in a few words, for the status line.
     pub verification: String,
-    /// Whether verification found the replay diverging.
-    pub diverged: bool,
     /// Inputs whose `apply` panicked in replay (the first ones).
     pub panics: Vec<ReplayPanic>,
     /// How many panicked in all.
@@ -135,7 +133,6 @@ impl<M: Machine + Clone> Source for History<M> {
                 true => format!("verified {passed}/{}", checks.len()),
                 false => format!("DIVERGED: {passed}/{} hashes match", checks.len()),
             },
-            diverged: !verification.passed(),
             checks,
             panics: self.panics().to_vec(),
             panic_count: self.panic_count(),
@@ -246,8 +243,6 @@ impl Source for Export {
             inputs_before,
             checkpoints,
             checks: Vec::new(),
-            diverged: meta.verification.contains("DIVERGED")
-                || meta.verification.contains("diverge"),
             verification: brief_verification(&meta.verification).to_owned(),
             panics: Vec::new(),
             panic_count: 0,

@@ -6,7 +6,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use flightrec_replayer::export::{Export, ExportError};
-use flightrec_replayer::{History, Progress, ReplayError, ReplayOptions, Stage};
+use flightrec_replayer::{History, Progress, ReplayError, ReplayOptions};
 use flightrec_schemas::Machine;
 use ratatui::backend::CrosstermBackend;
 use ratatui::crossterm::event::{
@@ -180,19 +180,9 @@ where
     }
 }
 
-/// One line on how far opening has come: the stage, and while replaying, the inputs done.
+/// One line on how far opening has come: the stage, while replaying the inputs done, and the time.
 fn loading_status(progress: &Progress, elapsed: Duration) -> String {
-    let seconds = elapsed.as_secs_f64();
-    match progress.stage() {
-        Stage::Waiting | Stage::Recovering => {
-            format!("reading and checking every record: {seconds:.1}s")
-        }
-        Stage::Replaying | Stage::Done => {
-            let (done, total) = progress.inputs();
-            let percent = (done * 100).checked_div(total).unwrap_or(100);
-            format!("replaying input {done} of {total} ({percent}%): {seconds:.1}s")
-        }
-    }
+    format!("{}: {:.1}s", progress.describe(), elapsed.as_secs_f64())
 }
 
 /// The terminal in raw mode on the alternate screen with the mouse captured; dropping it (or a
