@@ -11,6 +11,7 @@
 
 mod error;
 pub mod export;
+mod follow;
 mod history;
 mod map;
 pub mod outline;
@@ -24,6 +25,7 @@ mod trail;
 pub mod tree;
 
 pub use error::OpenError;
+pub use follow::{FollowStats, Followed, FollowedRecord, Follower, GapCause, Start};
 pub use history::{
     replaying, Divergence, HashCheck, History, InputEvent, ReplayError, ReplayOptions, ReplayPanic,
     TraceRecord, Verification, DEFAULT_SNAPSHOT_BUDGET, MAX_PANICS_KEPT,
