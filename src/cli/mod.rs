@@ -12,6 +12,7 @@ mod chrome;
 mod demo;
 mod export;
 mod inspect;
+pub mod perfetto;
 mod progress;
 mod replay;
 mod time;
@@ -73,7 +74,8 @@ enum Command {
     Tui(tui::TuiArgs),
     /// Write a ring file's replayed history to a self-contained export (`.flightrec`) that
     /// `inspect` and `replay` read anywhere without the service's binary; or, with `--format
-    /// chrome`, a ring file or an export as Chrome trace-event JSON for Perfetto UI.
+    /// chrome` or `--format perfetto`, a ring file or an export as Chrome trace-event JSON or
+    /// as Perfetto's protobuf trace, for Perfetto UI.
     ///
     /// Every input's diff is computed from the states before and after it, so exporting costs
     /// a pass over the whole state per input. Exits 2 when the input cannot be read.
@@ -118,8 +120,15 @@ pub fn main() -> ExitCode {
 
 /// Parses the process arguments and runs the command, replaying ring files of machine `M`.
 pub fn main_for<M: Machine + Clone + Send + 'static>() -> ExitCode {
+    main_with::<M>(Cli::parse())
+}
+
+/// Runs a command line parsed by the service's own: for a binary that serves these commands
+/// under a subcommand of its own, with a variant `Flightrec(flightrec::cli::Cli)` in its clap
+/// enum (see `examples/kvstore`).
+pub fn main_with<M: Machine + Clone + Send + 'static>(cli: Cli) -> ExitCode {
     restore_sigpipe();
-    run::<M>(Cli::parse())
+    run::<M>(cli)
 }
 
 /// `flightrec replay --json FILE | head` should end quietly, as other command-line tools do,
