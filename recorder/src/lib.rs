@@ -29,6 +29,8 @@ mod lane;
 mod recorded;
 mod shared;
 mod trace;
+#[cfg(feature = "tracing")]
+mod tracing_layer;
 
 #[doc(hidden)]
 pub mod doc_example;
@@ -40,6 +42,8 @@ pub use flightrec_schemas::trace::Level;
 pub use flightrec_schemas::{Machine, Tick};
 pub use recorded::Recorded;
 pub use trace::Tracer;
+#[cfg(feature = "tracing")]
+pub use tracing_layer::FlightrecLayer;
 
 /// Starts recording `machine` with the default settings, overridden by the environment
 /// (`FLIGHTREC_PATH`, `FLIGHTREC_DIR`, …; see [`Builder`]).
