@@ -1,6 +1,6 @@
 //! `flightrec export`: a ring file's replayed history as a self-contained export
-//! (`.flightrec`), or a ring file or an export as Chrome trace-event JSON; and `inspect` and
-//! `replay` of exports, which need no knowledge of the machine.
+//! (`.flightrec`), or a ring file or an export as Chrome trace-event JSON or Perfetto's
+//! protobuf trace; and `inspect` and `replay` of exports, which need no knowledge of the machine.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -21,6 +21,7 @@ use flightrec_schemas::Machine;
 use serde_json::json;
 
 use super::chrome::ChromeWriter;
+use super::perfetto;
 use super::progress::Counter;
 use super::replay::{open_history, render_changes, render_value, MemoryArgs, DIFF_LIMIT};
 use super::time::{bytes, utc};
@@ -33,11 +34,15 @@ pub enum Format {
     Flightrec,
     /// Chrome trace-event JSON, for Perfetto UI (ui.perfetto.dev) or chrome://tracing.
     Chrome,
+    /// Perfetto's protobuf trace (`.pftrace`), for Perfetto UI or trace_processor: inputs,
+    /// threads' spans and events, checkpoints and the crash on tracks of the service's process.
+    Perfetto,
 }
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// The ring file (`.ring`); with `--format chrome`, a ring file or an export (`.flightrec`).
+    /// The ring file (`.ring`); with `--format chrome` or `perfetto`, a ring file or an export
+    /// (`.flightrec`).
     file: PathBuf,
     /// Where to write.
     #[arg(short, long, value_name = "OUT")]
@@ -72,7 +77,7 @@ fn open_export(path: &Path) -> Result<Export, Failure> {
 }
 
 /// A failure to read an export is bad input; to write one, not.
-fn failure(error: ExportError) -> Failure {
+pub(super) fn failure(error: ExportError) -> Failure {
     match error {
         ExportError::Format { .. }
         | ExportError::Chunk { .. }
@@ -90,18 +95,25 @@ pub fn run<M: Machine + Clone>(args: ExportArgs) -> Result<ExitCode, Failure> {
     if is_export(&args.file) {
         if args.format == Format::Flightrec {
             return Err(Failure::bad_input(anyhow::anyhow!(
-                "{} is already an export; `--format chrome` converts it to a trace-event file",
+                "{} is already an export; `--format chrome` or `--format perfetto` converts it \
+                 to a trace file",
                 args.file.display()
             )));
         }
         let export = open_export(&args.file)?;
-        write_output(&args.output, args.force, |out| {
-            chrome_of_export(&export, out)
+        write_output(&args.output, args.force, |out| match args.format {
+            Format::Perfetto => perfetto::of_export(&export, out),
+            _ => chrome_of_export(&export, out),
         })?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut history = open_history::<M>(&args.file, &args.memory.options())?;
     match args.format {
+        Format::Perfetto => {
+            write_output(&args.output, args.force, |out| {
+                perfetto::of_history(&history, out).map_err(Failure::from)
+            })?;
+        }
         Format::Chrome => {
             write_output(&args.output, args.force, |out| {
                 chrome_of_history(&history, out).map_err(Failure::from)
@@ -262,7 +274,7 @@ fn write_trace<W: Write>(
 }
 
 /// Events read from an export at a time.
-const EVENTS_AT_ONCE: u64 = 4096;
+pub(super) const EVENTS_AT_ONCE: u64 = 4096;
 
 /// The Chrome trace of an export.
 fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure> {
