@@ -15,6 +15,7 @@ mod inspect;
 pub mod perfetto;
 mod progress;
 mod replay;
+mod tail;
 mod time;
 mod tui;
 
@@ -80,6 +81,14 @@ enum Command {
     /// Every input's diff is computed from the states before and after it, so exporting costs
     /// a pass over the whole state per input. Exits 2 when the input cannot be read.
     Export(export::ExportArgs),
+    /// Follow a running service's ring file live, like `tail -f`: each new input (its number,
+    /// time of day, and what it is when the file records this binary's machine, else its size)
+    /// and trace event (time, level, thread, text), one line each, merged by time.
+    ///
+    /// Read-only: the service is not disturbed. Starts at the end unless `--from-start`.
+    /// Reports inputs overwritten before they could be read, and ends, exit 0, with a line
+    /// saying how the service ended (exited, crashed with its cause, or died), or at Ctrl-C.
+    Tail(tail::TailArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {
         /// The shell.
@@ -150,6 +159,7 @@ pub fn run<M: Machine + Clone + Send + 'static>(cli: Cli) -> ExitCode {
         Command::Verify(args) => replay::run_verify::<M>(args),
         Command::Tui(args) => tui::run::<M>(args),
         Command::Export(args) => export::run::<M>(args),
+        Command::Tail(args) => tail::run::<M>(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
