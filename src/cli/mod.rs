@@ -15,6 +15,7 @@ mod inspect;
 pub mod perfetto;
 mod progress;
 mod replay;
+mod run;
 mod tail;
 mod time;
 mod tui;
@@ -89,6 +90,17 @@ enum Command {
     /// Reports inputs overwritten before they could be read, and ends, exit 0, with a line
     /// saying how the service ended (exited, crashed with its cause, or died), or at Ctrl-C.
     Tail(tail::TailArgs),
+    /// Supervise a service: keep the evidence of every crash, and restart it if asked.
+    ///
+    /// Hands the service a fresh ring file path in FLIGHTREC_PATH, which the recorder's default
+    /// builder records to. When it dies abnormally (killed by a signal, a nonzero exit code, or a
+    /// crash recorded in its ring) it is restarted at once with `--restart` (after a delay that
+    /// doubles up to 4 s while it keeps crashing within 10 s), one line gives the cause, and its
+    /// ring is exported in the background into DIR as TIME-MACHINE-pidN.flightrec; a ring of a
+    /// machine this binary does not know is kept whole as .ring. A clean exit leaves nothing.
+    /// SIGINT and SIGTERM are forwarded to the service (in its own process group); no restart
+    /// follows, and the exit code is the service's (128 + N after signal N).
+    Run(run::RunArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {
         /// The shell.
@@ -159,6 +171,7 @@ pub fn run<M: Machine + Clone + Send + 'static>(cli: Cli) -> ExitCode {
         Command::Verify(args) => replay::run_verify::<M>(args),
         Command::Tui(args) => tui::run::<M>(args),
         Command::Export(args) => export::run::<M>(args),
+        Command::Run(args) => run::run::<M>(args),
         Command::Tail(args) => tail::run::<M>(args),
         Command::Completions { shell } => {
             clap_complete::generate(
