@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use flightrec::{Machine, Tick};
+use flightrec_recorder::{Machine, Tick};
 use serde::{Deserialize, Serialize};
 
 /// A write, as recorded in the ring file.

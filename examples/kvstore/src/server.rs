@@ -6,7 +6,9 @@ use std::io::{self, BufRead, BufReader, Read, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc::{self, Receiver, Sender};
 
-use flightrec::recorder::Recorded;
+use flightrec_recorder::{FlightrecLayer, Recorded};
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::machine::{KvStore, Write};
 use crate::protocol::{self, Request, MAX_LINE};
@@ -21,7 +23,11 @@ struct Job {
 pub fn serve(port: u16) -> anyhow::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     // The ring file: FLIGHTREC_PATH or FLIGHTREC_DIR if set, else /dev/shm (see `Builder`).
-    let mut recorded = flightrec::recorder::record(KvStore::default())?;
+    let mut recorded = flightrec_recorder::record(KvStore::default())?;
+    // Every thread's `tracing` events and spans go into the same ring file.
+    tracing_subscriber::registry()
+        .with(FlightrecLayer::new(recorded.tracer()))
+        .init();
     let address = listener.local_addr()?;
     println!(
         "kvstore listening on {address}, recording to {}",
@@ -123,7 +129,7 @@ fn converse(stream: TcpStream, jobs: &Sender<Job>) -> io::Result<()> {
                 continue;
             }
         };
-        tracing::info!(?request, "request");
+        tracing::info!(?request, "received");
         let job = Job {
             request,
             reply: reply_to.clone(),

@@ -1,6 +1,7 @@
 //! The store as its users meet it: `kvstore serve` on a free port with its ring file in a
 //! temporary directory, clients over TCP, the INCR that overflows, and then `kvstore flightrec
-//! verify / replay / inspect / export` on what the crash left.
+//! verify / replay / inspect / export` on what the crash left, with the connection threads'
+//! `tracing` events in the export.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -8,7 +9,8 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use flightrec_replayer::export::{EventKind, Export};
+use flightrec::schemas::trace::TraceKind;
+use flightrec_replayer::export::{trace_edge, EventKind, Export};
 use serde_json::{json, Value};
 
 /// Clients writing at once.
@@ -296,10 +298,30 @@ fn the_export_of_a_crashed_store_holds_every_write_and_the_panic() {
     assert_eq!(inputs, crashed.writes);
     let last = export.state_tree(export.len() - 1).unwrap();
     assert_eq!(last["entries"], json!(crashed.entries));
-    // The export needs no machine: the standalone reader of the facade opens it too.
+
+    // The connection threads' `tracing` spans and events, through the layer, named after
+    // their threads: one span and "connected" per client, one "received" per request.
     let events = export.events(0..export.event_count()).unwrap();
-    let inputs = events.iter().filter(|e| e.kind == EventKind::Input);
-    assert_eq!(inputs.count() as u64, export.len());
+    let traced = |kind: TraceKind, message: &str| {
+        let traced = events.iter().filter(|event| {
+            let (edge, text) = trace_edge(&event.summary);
+            event.kind == EventKind::Trace
+                && event.name.starts_with("conn 127.0.0.1:")
+                && edge == kind
+                && text.starts_with(message)
+        });
+        traced.count()
+    };
+    let connections = CLIENTS + 1;
+    assert_eq!(traced(TraceKind::SpanEnter, "connection"), connections);
+    assert_eq!(traced(TraceKind::Event, "connected"), connections);
+    let gets = CLIENTS;
+    let requests = crashed.writes.len() + gets;
+    assert_eq!(
+        traced(TraceKind::Event, "received request=Write("),
+        crashed.writes.len()
+    );
+    assert_eq!(traced(TraceKind::Event, "received "), requests);
 }
 
 #[test]
