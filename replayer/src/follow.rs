@@ -518,42 +518,115 @@ fn settled_fate(ring: &Ring) -> Fate {
 }
 
 /// Merges the lanes' items by time, keeping each lane's own order: a notice (gap, damage) goes
-/// with the record after it in its lane.
+/// with the record after it in its lane. Items are moved once, into the result.
 fn merge_by_time(per_lane: Vec<Vec<Followed>>) -> Vec<Followed> {
-    let total = per_lane.iter().map(Vec::len).sum();
-    let mut keyed: Vec<std::iter::Peekable<std::vec::IntoIter<(u64, Followed)>>> = per_lane
-        .into_iter()
-        .map(|items| with_times(items).into_iter().peekable())
-        .collect();
-    let mut out = Vec::with_capacity(total);
+    let mut busy: Vec<Vec<Followed>> = per_lane.into_iter().filter(|l| !l.is_empty()).collect();
+    if busy.len() <= 1 {
+        return busy.pop().unwrap_or_default();
+    }
+    let keys: Vec<Vec<u64>> = busy.iter().map(|items| sort_times(items)).collect();
+    let mut at = vec![0; busy.len()];
+    let mut out = Vec::with_capacity(busy.iter().map(Vec::len).sum());
+    let mut lanes: Vec<std::vec::IntoIter<Followed>> =
+        busy.into_iter().map(Vec::into_iter).collect();
     loop {
-        let earliest = keyed
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(lane, items)| items.peek().map(|(key, _)| (*key, lane)))
+        let earliest = (0..lanes.len())
+            .filter_map(|lane| keys[lane].get(at[lane]).map(|&key| (key, lane)))
             .min();
         let Some((_, lane)) = earliest else {
             return out;
         };
-        if let Some((_, item)) = keyed[lane].next() {
-            out.push(item);
-        }
+        at[lane] += 1;
+        out.extend(lanes[lane].next());
     }
 }
 
-/// Each item with the time it sorts by: its own, or for a notice the next record's.
-fn with_times(items: Vec<Followed>) -> Vec<(u64, Followed)> {
+/// The time each item sorts by: its own, or for a notice the next record's in its lane.
+fn sort_times(items: &[Followed]) -> Vec<u64> {
     let mut next = u64::MAX;
-    let mut keyed: Vec<(u64, Followed)> = items
-        .into_iter()
+    let mut keys: Vec<u64> = items
+        .iter()
         .rev()
         .map(|item| {
-            if let Followed::Input(r) | Followed::Trace { record: r, .. } = &item {
+            if let Followed::Input(r) | Followed::Trace { record: r, .. } = item {
                 next = r.ticks;
             }
-            (next, item)
+            next
         })
         .collect();
-    keyed.reverse();
-    keyed
+    keys.reverse();
+    keys
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(lane: usize, seq: u64, ticks: u64) -> Followed {
+        Followed::Input(FollowedRecord {
+            lane,
+            seq,
+            pos: seq,
+            ticks,
+            unix_ns: ticks,
+            payload: Vec::new(),
+        })
+    }
+
+    fn gap(lane: usize, seqs: Range<u64>) -> Followed {
+        Followed::Gap {
+            lane,
+            seqs,
+            cause: GapCause::Lapped,
+        }
+    }
+
+    #[test]
+    fn lanes_merge_by_time_with_notices_before_the_record_they_precede() {
+        let lanes = vec![
+            vec![
+                input(0, 0, 10),
+                gap(0, 1..5),
+                input(0, 5, 40),
+                input(0, 6, 50),
+            ],
+            vec![],
+            vec![input(2, 0, 5), input(2, 1, 30), gap(2, 2..3)],
+        ];
+        let merged: Vec<(Option<usize>, Option<u64>)> = merge_by_time(lanes)
+            .iter()
+            .map(|item| match item {
+                Followed::Input(r) => (Some(r.lane), Some(r.ticks)),
+                other => (other.lane(), None),
+            })
+            .collect();
+        assert_eq!(
+            merged,
+            [
+                (Some(2), Some(5)),
+                (Some(0), Some(10)),
+                (Some(2), Some(30)),
+                (Some(0), None),
+                (Some(0), Some(40)),
+                (Some(0), Some(50)),
+                (Some(2), None),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_lane_out_of_time_order_keeps_its_own_order() {
+        let lanes = vec![
+            vec![input(0, 0, 20), input(0, 1, 10)],
+            vec![input(1, 0, 15)],
+        ];
+        let seqs: Vec<(usize, u64)> = merge_by_time(lanes)
+            .iter()
+            .map(|item| match item {
+                Followed::Input(r) => (r.lane, r.seq),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(seqs, [(1, 0), (0, 0), (0, 1)]);
+    }
 }
