@@ -7,6 +7,29 @@
 //!     flightrec::cli::main_for::<MyMachine>()
 //! }
 //! ```
+//!
+//! Or, beside commands of its own, under a subcommand of its own (`myservice flightrec replay
+//! FILE`), with [`Cli`] as a variant of its clap enum and [`main_with`]; `examples/kvstore` does so:
+//!
+//! ```no_run
+//! # type MyMachine = flightrec::demo::Ledger;
+//! use clap::Parser;
+//!
+//! #[derive(clap::Parser)]
+//! enum MyService {
+//!     /// Serve.
+//!     Serve,
+//!     /// Read this service's ring files.
+//!     Flightrec(flightrec::cli::Cli),
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     match MyService::parse() {
+//!         MyService::Serve => std::process::ExitCode::SUCCESS,
+//!         MyService::Flightrec(cli) => flightrec::cli::main_with::<MyMachine>(cli),
+//!     }
+//! }
+//! ```
 
 mod chrome;
 mod demo;
