@@ -50,14 +50,17 @@ impl Server {
         let address = first
             .split_whitespace()
             .find(|word| word.starts_with("127.0.0.1:"))
-            .unwrap_or_else(|| panic!("no address in {first:?}"))
-            .trim_end_matches(',')
-            .to_owned();
-        Server {
+            .map(|word| word.trim_end_matches(',').to_owned());
+        let server = Server {
             child,
-            address,
+            address: address.unwrap_or_default(),
             ring,
+        };
+        if server.address.is_empty() {
+            let (stderr, code) = server.wait();
+            panic!("kvstore serve printed {first:?} and exited with {code:?}: {stderr}");
         }
+        server
     }
 
     /// Waits for the process to end and returns its stderr and exit code.
