@@ -39,11 +39,17 @@ pub struct DemoArgs {
     /// Stop cleanly after this many inputs instead of running until the crash.
     #[arg(long, hide = true)]
     max_inputs: Option<u64>,
+    /// Panic after this many inputs instead of waiting for the ledger's bug.
+    #[arg(long, hide = true)]
+    crash_after: Option<u64>,
 }
 
 pub fn run(args: DemoArgs) -> Result<ExitCode, Failure> {
-    let ring = match &args.ring {
-        Some(path) => path.clone(),
+    // The recorder gives FLIGHTREC_PATH precedence over the path it is built with (that is how
+    // `flightrec run` places rings): name the file it will really write.
+    let from_env = std::env::var_os(flightrec_recorder::ENV_PATH).filter(|p| !p.is_empty());
+    let ring = match args.ring.clone().or(from_env.map(PathBuf::from)) {
+        Some(path) => path,
         None => fresh_ring_path(args.dir.clone().unwrap_or_else(default_demo_dir), args.seed)?,
     };
     if args.service {
@@ -79,6 +85,7 @@ fn run_service(args: &DemoArgs, ring: PathBuf) -> Result<ExitCode, Failure> {
         ring,
         rate: args.rate,
         max_inputs: args.max_inputs,
+        crash_after: args.crash_after,
     };
     let inputs = service::run(&options)?;
     eprintln!("ledger service stopped cleanly after {inputs} inputs");
@@ -108,6 +115,7 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
         .arg("--ring")
         .arg(ring)
         .args(args.max_inputs.map(|n| format!("--max-inputs={n}")))
+        .args(args.crash_after.map(|n| format!("--crash-after={n}")))
         .env("RUST_BACKTRACE", "0")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -22,6 +22,9 @@ pub struct ServiceOptions {
     pub rate: u64,
     /// Stop cleanly after this many inputs (for tests); `None` runs until the crash.
     pub max_inputs: Option<u64>,
+    /// Panic after this many inputs, long before the ledger's own bug (for tests of
+    /// supervisors, which need crashes that come quickly and leave a small state).
+    pub crash_after: Option<u64>,
 }
 
 /// The recorder settings of the demo: small enough for a laptop's /dev/shm, large enough to
@@ -36,7 +39,7 @@ pub fn recorder_settings() -> Builder {
 }
 
 /// Runs the service. Returns only if `max_inputs` is reached (or the ring cannot be created);
-/// otherwise the ledger's audit panics and the panic unwinds out of the caller.
+/// otherwise the ledger's audit (or `crash_after`) panics and the panic unwinds out of the caller.
 pub fn run(options: &ServiceOptions) -> Result<u64, RecorderError> {
     let mut recorded = recorder_settings()
         .path(&options.ring)
@@ -50,6 +53,9 @@ pub fn run(options: &ServiceOptions) -> Result<u64, RecorderError> {
         let n = n as u64;
         if options.max_inputs.is_some_and(|max| n >= max) {
             break;
+        }
+        if options.crash_after == Some(n) {
+            panic!("injected crash after {n} inputs (--crash-after)");
         }
         pace.wait(n);
         let tick = recorded.apply(&input);
