@@ -21,6 +21,9 @@ use super::Failure;
 
 /// Longest sleep between looks for Ctrl-C while waiting for the next poll.
 const SIGNAL_CHECK: Duration = Duration::from_millis(20);
+/// How long a file whose writer is still laying it out is waited for (creation takes a few
+/// milliseconds, most of them calibrating the clock).
+const LAYOUT_PATIENCE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
@@ -76,11 +79,15 @@ pub fn run<M: Machine>(args: TailArgs) -> Result<ExitCode, Failure> {
     }
 }
 
-/// Opens the ring file, waiting while its writer is still laying it out.
+/// Opens the ring file, waiting a little while its writer is still laying it out (one that died
+/// doing so leaves it so for good).
 fn open_when_ready(file: &Path, interval: Duration) -> Result<Ring, Failure> {
+    let give_up = Instant::now() + LAYOUT_PATIENCE;
     loop {
         match Ring::open(file) {
-            Err(OpenError::NotReady { .. }) => std::thread::sleep(interval),
+            Err(OpenError::NotReady { .. }) if Instant::now() < give_up => {
+                std::thread::sleep(interval)
+            }
             opened => return opened.map_err(Failure::bad_input),
         }
     }
