@@ -75,11 +75,14 @@ fn fresh_ring_path(dir: PathBuf, seed: u64) -> anyhow::Result<PathBuf> {
 }
 
 fn run_service(args: &DemoArgs, ring: PathBuf) -> Result<ExitCode, Failure> {
-    eprintln!(
-        "ledger service pid {} recording to {}",
+    // One write: under `flightrec run` the supervisor's lines share this stderr, and tests read
+    // the banner back.
+    let banner = format!(
+        "ledger service pid {} recording to {}\n",
         std::process::id(),
         ring.display()
     );
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), banner.as_bytes());
     let options = ServiceOptions {
         seed: args.seed,
         ring,

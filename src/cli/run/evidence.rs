@@ -160,9 +160,10 @@ impl Keeper {
                 break;
             };
             let _ = std::fs::remove_file(&old.ring);
-            eprintln!(
-                "flightrec run: skipped the export of pid {}: {} newer crashes are kept",
-                old.pid, self.keep
+            say!(
+                "skipped the export of pid {}: {} newer crashes are kept",
+                old.pid,
+                self.keep
             );
         }
         self.shared.wake.notify_one();
@@ -178,8 +179,8 @@ impl Keeper {
             queue.waiting.len() + usize::from(queue.busy.is_some())
         };
         if left > 0 {
-            eprintln!(
-                "flightrec run: finishing {left} export(s) before exiting (SIGINT or SIGTERM \
+            say!(
+                "finishing {left} export(s) before exiting (SIGINT or SIGTERM \
                  again keeps the ring files instead)"
             );
         }
@@ -203,16 +204,16 @@ impl Keeper {
             remove_partial_export(&job.out);
             let ring_out = job.out.with_extension(RING_EXT);
             match keep_ring(&job.ring, &ring_out) {
-                Ok(()) => eprintln!(
-                    "flightrec run: kept pid {}'s ring file as {} (export it with `flightrec export \
+                Ok(()) => say!(
+                    "kept pid {}'s ring file as {} (export it with `flightrec export \
                      {} -o {}`)",
                     job.pid,
                     ring_out.display(),
                     ring_out.display(),
                     job.out.display()
                 ),
-                Err(error) => eprintln!(
-                    "flightrec run: pid {}'s ring file stays at {}: {error:#}",
+                Err(error) => say!(
+                    "pid {}'s ring file stays at {}: {error:#}",
                     job.pid,
                     job.ring.display()
                 ),
@@ -261,8 +262,8 @@ impl Worker {
     /// its evidence is safely in the crash directory.
     fn carry_out<M: Machine + Clone>(&self, job: &Job) {
         if let Err(error) = std::fs::create_dir_all(&self.dir) {
-            eprintln!(
-                "flightrec run: cannot create {} ({error}); pid {}'s ring file stays at {}",
+            say!(
+                "cannot create {} ({error}); pid {}'s ring file stays at {}",
                 self.dir.display(),
                 job.pid,
                 job.ring.display()
@@ -273,8 +274,8 @@ impl Worker {
             match export::<M>(&job.ring, &job.out) {
                 Ok(summary) => {
                     let _ = std::fs::remove_file(&job.ring);
-                    eprintln!(
-                        "flightrec run: wrote {} ({}; {} inputs, {} trace events)",
+                    say!(
+                        "wrote {} ({}; {} inputs, {} trace events)",
                         summary.path.display(),
                         bytes(summary.bytes),
                         summary.inputs,
@@ -282,21 +283,21 @@ impl Worker {
                     );
                     return;
                 }
-                Err(error) => eprintln!(
-                    "flightrec run: cannot export pid {}'s ring ({error:#}); keeping the ring file",
+                Err(error) => say!(
+                    "cannot export pid {}'s ring ({error:#}); keeping the ring file",
                     job.pid
                 ),
             }
         }
         let ring_out = job.out.with_extension(RING_EXT);
         if let Err(error) = keep_ring(&job.ring, &ring_out) {
-            eprintln!(
-                "flightrec run: pid {}'s ring file stays at {}: {error:#}",
+            say!(
+                "pid {}'s ring file stays at {}: {error:#}",
                 job.pid,
                 job.ring.display()
             );
         } else if job.exports() {
-            eprintln!("flightrec run: kept {}", ring_out.display());
+            say!("kept {}", ring_out.display());
         }
     }
 }

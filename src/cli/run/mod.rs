@@ -6,6 +6,13 @@
 //! exported afterwards on a background thread ([`evidence`]): an export replays the whole ring
 //! and can take minutes, and the service must be back at once.
 
+/// Prints one line of the supervisor's on stderr, `flightrec run: ` first.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::run::say_line(&format!($($arg)*))
+    };
+}
+
 mod evidence;
 mod signals;
 
@@ -98,8 +105,8 @@ impl Supervisor<'_> {
     /// returns its exit status as ours.
     fn supervise<M: Machine>(&mut self) -> Result<ExitCode, Failure> {
         let mut instance = self.start()?;
-        eprintln!(
-            "flightrec run: started {} (pid {}), recording to {}",
+        say!(
+            "started {} (pid {}), recording to {}",
             self.rings.stem,
             instance.child.id(),
             instance.ring.display()
@@ -114,9 +121,9 @@ impl Supervisor<'_> {
                 }
                 Verdict::Stopped(signal) => {
                     let _ = std::fs::remove_file(&ended.ring);
-                    eprintln!(
-                        "flightrec run: {} (pid {}) stopped on {}",
-                        self.rings.stem,
+                    say!(
+                        "{} (pid {}) stopped on {}",
+                        ring.name().unwrap_or(&self.rings.stem),
                         ended.pid,
                         signal.as_str()
                     );
@@ -148,7 +155,10 @@ impl Supervisor<'_> {
                 ),
                 (None, false) => "not restarted".into(),
             };
-            eprintln!("flightrec run: {}; {then}", crash_line(&ended, &ring, &job));
+            say!(
+                "{}; {then}",
+                crash_line(&self.rings.stem, &ended, &ring, &job)
+            );
             if let Some(job) = job {
                 self.keeper.submit(job);
             }
@@ -218,7 +228,7 @@ impl Supervisor<'_> {
             }
             if let Some(event) = self.events.next(Some(left)) {
                 if event.is_stop() {
-                    eprintln!("flightrec run: stopped while waiting to restart");
+                    say!("stopped while waiting to restart");
                     return false;
                 }
             }
@@ -242,6 +252,14 @@ impl Supervisor<'_> {
             out: self.keeper.destination(&label, ended.pid, export),
         })
     }
+}
+
+/// Writes a line in one `write`: the service writes to the same stderr, and a line written in
+/// pieces (as `eprintln!` does) could be cut by one of its lines.
+fn say_line(text: &str) {
+    use std::io::Write as _;
+    let line = format!("flightrec run: {text}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// Restart delays: none, unless instances keep crashing within [`QUICK_CRASH`] of starting.
@@ -361,6 +379,14 @@ impl RingFacts {
         }
     }
 
+    /// The machine's name, when the ring could be read.
+    fn name(&self) -> Option<&str> {
+        match self {
+            RingFacts::Read(read) => Some(&read.machine),
+            _ => None,
+        }
+    }
+
     fn crashed(&self) -> bool {
         matches!(self, RingFacts::Read(ring) if ring.fate == Fate::Crashed)
     }
@@ -391,14 +417,14 @@ fn verdict(ended: &Ended, ring: &RingFacts) -> Verdict {
 
 /// `ledger (pid 4242) panicked and exited with code 101: "audit failed…" at src/x.rs:9:5;
 /// exporting its ring to DIR/NAME.flightrec`: the cause, and where the evidence goes.
-fn crash_line(ended: &Ended, ring: &RingFacts, job: &Option<Job>) -> String {
+fn crash_line(stem: &str, ended: &Ended, ring: &RingFacts, job: &Option<Job>) -> String {
     let how = match ended.status.code() {
         Some(0) => "exited with code 0 after a recorded crash".into(),
         _ => super::demo::describe_exit(ended.status),
     };
     let (name, cause) = match ring {
         RingFacts::Read(read) => (read.machine.as_str(), read.crash.as_ref().map(crash_cause)),
-        _ => ("the service", None),
+        _ => (stem, None),
     };
     let cause = cause.map_or(String::new(), |c| format!(": {c}"));
     let evidence = match (ring, job) {
