@@ -34,6 +34,17 @@ struct Metadata {
   verification @13 :Text;          # the replay's verification result, one line
   baseSeq @14 :UInt64;             # input sequence number of position 0
   keyframeInterval @15 :UInt32;    # inputs between keyframes, as the writer intended; 0 unknown
+  replayPanics @16 :List(ReplayPanic); # inputs whose `apply` panicked when the history was
+                                   # replayed (the recorded crash, replayed): the first ones
+  replayPanicCount @17 :UInt64;    # how many panicked in all (replayPanics may hold fewer)
+}
+
+# An input whose `apply` panicked during the replay the export was written from.
+struct ReplayPanic {
+  position @0 :UInt64;             # the input's position
+  seq @1 :UInt64;                  # its sequence number
+  message @2 :Text;                # the panic message
+  location @3 :Text;               # file:line:column; null if unknown
 }
 
 struct Crash {
@@ -62,6 +73,14 @@ enum EventKind {
   trace @1;                        # a log line or span edge from some thread; never applied
 }
 
+# What a trace event marks (`flightrec_schemas::trace::TraceKind`).
+enum TraceKind {
+  event @0;                        # a point event (a log line)
+  spanEnter @1;                    # a span was entered; the summary is its name
+  spanExit @2;                     # a span was exited; the summary is its name
+  thread @3;                       # a thread took the lane; the summary is its name
+}
+
 struct Event {
   kind @0 :EventKind;
   # For an input: its position (0 is the first input of the history). For a trace event: the
@@ -71,10 +90,14 @@ struct Event {
   seq @2 :UInt64;                  # sequence number in its lane
   unixNs @3 :UInt64;
   name @4 :UInt32;                 # the lane's (inputs) or thread's (traces) name: index into Index.names
-  level @5 :UInt8;                 # trace level, 1 error .. 5 trace; 0 for inputs
-  summary @6 :Text;                # one line, as a timeline shows it
+  level @5 :UInt8;                 # trace level, 1 error .. 5 trace; 0 for inputs and for
+                                   # trace records that did not decode
+  summary @6 :Text;                # inputs: one line, as a timeline shows it; trace events: the
+                                   # message (a span's or thread's name), or for an undecodable
+                                   # record (level 0) why it did not decode
   tree @7 :Text;                   # inputs: the input as a JSON tree; null for traces
   raw @8 :Data;                    # inputs: the input as the machine encodes it; null if not kept
+  traceKind @9 :TraceKind;         # trace events: what the event marks; `event` for inputs
 }
 
 struct EventChunk {

@@ -8,9 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use flightrec::demo::{Ledger, Traffic};
 use flightrec::recorder::{Builder, Level};
-use flightrec::replayer::export::{
-    export_history, trace_edge, EventKind, Export, HistoryExportOptions,
-};
+use flightrec::replayer::export::{export_history, EventKind, Export, HistoryExportOptions};
 use flightrec::replayer::{tree, History, Ring};
 use flightrec::schemas::trace::TraceKind;
 use flightrec::Machine;
@@ -138,14 +136,14 @@ fn every_position_of_an_export_agrees_with_the_replayed_history() {
         assert_eq!(stored.unix_ns, record.unix_ns);
         let event = record.event.as_ref().unwrap();
         assert_eq!(
-            trace_edge(&stored.summary),
+            (stored.trace_kind, &stored.summary[..]),
             (event.kind, &event.message[..])
         );
     }
     assert!(traces.iter().any(|t| t.name == "worker"));
     assert!(traces
         .iter()
-        .any(|t| trace_edge(&t.summary) == (TraceKind::SpanEnter, "batch")));
+        .any(|t| (t.trace_kind, &t.summary[..]) == (TraceKind::SpanEnter, "batch")));
     // The checkpoints, byte for byte.
     let recorded: Vec<_> = flightrec::replayer::recover_checkpoints(&Ring::open(&ring).unwrap())
         .into_iter()

@@ -40,6 +40,8 @@ use flightrec_replayer::export::{
     InputEntry, Metadata, TraceEntry,
 };
 use flightrec_replayer::tree::{diff, Change, Value};
+use flightrec_replayer::ReplayPanic;
+use flightrec_schemas::trace::TraceKind;
 use flightrec_schemas::trace_capnp as schema;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -59,6 +61,14 @@ pub const HANG_LIMIT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------------------------
 // The synthetic history
 
+/// The kinds of trace event, in turn.
+const TRACE_KINDS: [TraceKind; 4] = [
+    TraceKind::Event,
+    TraceKind::SpanEnter,
+    TraceKind::SpanExit,
+    TraceKind::Thread,
+];
+
 /// A history made up without a machine: inputs, the trees of the states after each, and trace
 /// events around them. Its states change in every way a diff can say: scalars, keys added and
 /// removed (some needing quotes in a path), sequences growing and shrinking, types changing.
@@ -69,9 +79,9 @@ pub struct Synthetic {
     pub inputs: Vec<Value>,
     /// `states[p]`: the state after the input at position `p`.
     pub states: Vec<Value>,
-    /// Trace events before each input (thread, level, message); the last entry follows the last
-    /// input.
-    pub traces: Vec<Vec<(String, u8, String)>>,
+    /// Trace events before each input (thread, level, kind, message); the last entry follows the
+    /// last input.
+    pub traces: Vec<Vec<(String, u8, TraceKind, String)>>,
     /// Checkpoints: input seq, state bytes.
     pub checkpoints: Vec<(u64, Vec<u8>)>,
     /// Sequence number of position 0.
@@ -102,7 +112,9 @@ impl Synthetic {
                 (0..i % 3)
                     .map(|t| {
                         let thread = threads[((i + t) % 3) as usize].to_owned();
-                        (thread, (1 + (i + t) % 5) as u8, format!("before {i}, #{t}"))
+                        let kind = TRACE_KINDS[((i + t) % 4) as usize];
+                        let message = format!("before {i}, #{t}");
+                        (thread, (1 + (i + t) % 5) as u8, kind, message)
                     })
                     .collect(),
             );
@@ -110,6 +122,7 @@ impl Synthetic {
         traces.push(vec![(
             "io \"main\"".into(),
             1,
+            TraceKind::SpanExit,
             "after the last input".into(),
         )]);
         let checkpoints = vec![
@@ -171,6 +184,21 @@ impl Synthetic {
             verification: "passed: 2 hashes checked".into(),
             base_seq: self.base_seq,
             keyframe_interval: keyframe_every as u32,
+            replay_panics: vec![
+                ReplayPanic {
+                    index: 0,
+                    seq: self.base_seq,
+                    message: "overdraft".into(),
+                    location: Some("ledger.rs:10:5".into()),
+                },
+                ReplayPanic {
+                    index: self.inputs.len() - 1,
+                    seq: self.base_seq + self.inputs.len() as u64 - 1,
+                    message: "a \"quoted\" message".into(),
+                    location: None,
+                },
+            ],
+            replay_panic_count: 7,
         }
     }
 
@@ -217,28 +245,30 @@ impl Synthetic {
         p: usize,
         seq: &mut u64,
     ) -> Result<(), ExportError> {
-        for (thread, level, message) in &self.traces[p] {
+        for (thread, level, kind, message) in &self.traces[p] {
             writer.push_trace(TraceEntry {
                 seq: *seq,
                 unix_ns: 1_700_000_000_000_000_000 + p as u64 * 1000 - 1,
                 thread,
                 level: *level,
-                summary: message,
+                kind: *kind,
+                message,
             })?;
             *seq += 1;
         }
         Ok(())
     }
 
-    /// The timeline as it must read back: (kind, position, summary) of every event.
-    pub fn timeline(&self) -> Vec<(EventKind, u64, String)> {
+    /// The timeline as it must read back: (kind, trace kind, position, summary) of every event.
+    pub fn timeline(&self) -> Vec<(EventKind, TraceKind, u64, String)> {
         let mut out = Vec::new();
         for (p, traces) in self.traces.iter().enumerate() {
-            for (_, _, message) in traces {
-                out.push((EventKind::Trace, p as u64, message.clone()));
+            for (_, _, kind, message) in traces {
+                out.push((EventKind::Trace, *kind, p as u64, message.clone()));
             }
             if p < self.inputs.len() {
-                out.push((EventKind::Input, p as u64, format!("Step {p}")));
+                let summary = format!("Step {p}");
+                out.push((EventKind::Input, TraceKind::Event, p as u64, summary));
             }
         }
         out
@@ -744,7 +774,7 @@ fn read_and_check(path: &Path, expected: Option<&Synthetic>) -> Outcome {
                 let expected = &timeline[start as usize..(start as usize + 5).min(timeline.len())];
                 let read: Vec<_> = read
                     .iter()
-                    .map(|e| (e.kind, e.position, e.summary.clone()))
+                    .map(|e| (e.kind, e.trace_kind, e.position, e.summary.clone()))
                     .collect();
                 assert_eq!(read, expected, "events from {start}");
             }

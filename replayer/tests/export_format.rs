@@ -98,7 +98,7 @@ fn check_round_trip(history: &Synthetic, keyframe_every: u64, options: ExportOpt
     }
     let read_timeline: Vec<_> = read
         .iter()
-        .map(|e| (e.kind, e.position, e.summary.clone()))
+        .map(|e| (e.kind, e.trace_kind, e.position, e.summary.clone()))
         .collect();
     assert_eq!(read_timeline, timeline);
     for (i, event) in read.iter().enumerate().step_by(101) {
@@ -113,14 +113,14 @@ fn check_round_trip(history: &Synthetic, keyframe_every: u64, options: ExportOpt
     for from in [0, 1, n / 2, n - 1, n] {
         let expected: Vec<_> = timeline
             .iter()
-            .filter(|(_, position, _)| (from..from + 3).contains(position))
+            .filter(|(_, _, position, _)| (from..from + 3).contains(position))
             .cloned()
             .collect();
         let at: Vec<_> = export
             .events_at(from..from + 3)
             .expect("events at positions")
             .iter()
-            .map(|e| (e.kind, e.position, e.summary.clone()))
+            .map(|e| (e.kind, e.trace_kind, e.position, e.summary.clone()))
             .collect();
         assert_eq!(at, expected, "events at {from}..");
     }

@@ -11,8 +11,8 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use flightrec_replayer::export::{
-    export_history, format, trace_edge, trace_summary, Event, EventKind, Export, ExportError,
-    ExportOptions, HistoryExportOptions, DEFAULT_KEYFRAME_EVERY,
+    export_history, format, trace_summary, Event, EventKind, Export, ExportError, ExportOptions,
+    HistoryExportOptions, DEFAULT_KEYFRAME_EVERY,
 };
 use flightrec_replayer::tree::{self, Value};
 use flightrec_replayer::{Fate, History};
@@ -319,8 +319,13 @@ fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure
                 )?,
                 EventKind::Trace => {
                     let level = Level::from_code(event.level).map_or("damaged", Level::as_str);
-                    let (kind, message) = trace_edge(&event.summary);
-                    chrome.trace(&event.name, event.unix_ns, level, kind, message)?
+                    chrome.trace(
+                        &event.name,
+                        event.unix_ns,
+                        level,
+                        event.trace_kind,
+                        &event.summary,
+                    )?
                 }
             }
         }

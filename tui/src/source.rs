@@ -290,19 +290,16 @@ impl Source for Export {
 
 /// A trace event of an export as the timeline's record of it.
 fn trace_record(event: &Event, lane: usize) -> TraceRecord {
-    let (kind, message) = flightrec_replayer::export::trace_edge(&event.summary);
-    let decoded = match (
-        Level::from_code(event.level),
-        event.summary.strip_prefix("damaged: "),
-    ) {
-        (Some(level), _) => Ok(TraceEvent {
-            kind,
+    // Level 0: the record did not decode, and the summary says why.
+    let decoded = match Level::from_code(event.level) {
+        Some(level) => Ok(TraceEvent {
+            kind: event.trace_kind,
             level,
             tid: 0,
             truncated: false,
-            message: message.to_owned(),
+            message: event.summary.clone(),
         }),
-        (None, damage) => Err(damage.unwrap_or(&event.summary).to_owned()),
+        None => Err(event.summary.clone()),
     };
     TraceRecord {
         lane,

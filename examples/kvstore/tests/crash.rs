@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 use flightrec::schemas::trace::TraceKind;
-use flightrec_replayer::export::{trace_edge, EventKind, Export};
+use flightrec_replayer::export::{EventKind, Export};
 use serde_json::{json, Value};
 
 /// Clients writing at once.
@@ -307,11 +307,10 @@ fn the_export_of_a_crashed_store_holds_every_write_and_the_panic() {
     let events = export.events(0..export.event_count()).unwrap();
     let traced = |kind: TraceKind, message: &str| {
         let traced = events.iter().filter(|event| {
-            let (edge, text) = trace_edge(&event.summary);
             event.kind == EventKind::Trace
                 && event.name.starts_with("conn 127.0.0.1:")
-                && edge == kind
-                && text.starts_with(message)
+                && event.trace_kind == kind
+                && event.summary.starts_with(message)
         });
         traced.count()
     };

@@ -1,13 +1,21 @@
 //! Between the Rust types of an export and its Cap'n Proto messages (`schemas/trace.capnp`).
-//! Decoding is of untrusted bytes: every list is checked against the message's size before
-//! anything is allocated for it, every text must be UTF-8, every enum known.
+//! Encoding builds each message in one reused segment ([`Scratch`]) from records whose texts are
+//! already written back to back ([`PendingEvents`], [`PendingDiffs`]), so a chunk of thousands of
+//! records costs no allocation once the buffers have grown. Decoding is of untrusted bytes:
+//! every list is checked against the message's size before anything is allocated for it, every
+//! text must be UTF-8, every enum known.
 
-use capnp::message::{Builder, HeapAllocator, ReaderOptions};
-use capnp::serialize;
+use std::ops::Range;
+
+use capnp::message::{Builder, ReaderOptions, ScratchSpaceHeapAllocator};
+use capnp::{serialize, Word};
+use flightrec_schemas::trace::TraceKind;
 use flightrec_schemas::trace_capnp as schema;
 
 use super::format::{reader_options, Kind};
+use super::text::{push_json, push_path};
 use super::{Crash, EventKind, Metadata};
+use crate::history::ReplayPanic;
 use crate::tree::{Change, Path};
 
 /// An error while decoding, for the caller to place (chunk, offset).
@@ -17,6 +25,7 @@ pub type DecodeResult<T> = Result<T, String>;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
     pub kind: EventKind,
+    pub trace_kind: TraceKind,
     pub position: u64,
     pub seq: u64,
     pub unix_ns: u64,
@@ -25,14 +34,6 @@ pub struct StoredEvent {
     pub summary: String,
     pub tree: Option<String>,
     pub raw: Option<Vec<u8>>,
-}
-
-/// One change as stored: path text, and the values as JSON text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredChange {
-    pub path: String,
-    pub before: Option<String>,
-    pub after: Option<String>,
 }
 
 /// Where a chunk is and what it holds, as the footer says.
@@ -73,21 +74,242 @@ pub struct CheckpointData {
 
 /// The path of a change as stored: `tree::Path`'s Display, the root as "".
 pub fn path_text(path: &Path) -> String {
-    if path.0.is_empty() {
-        String::new()
-    } else {
-        path.to_string()
+    let mut out = Vec::new();
+    push_path(&mut out, path);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Encoding
+
+/// Words a text of `len` bytes takes in a message (with its NUL, padded to a word).
+fn text_words(len: usize) -> usize {
+    (len + 8) / 8
+}
+
+/// Words a data field of `len` bytes takes.
+fn data_words(len: usize) -> usize {
+    len.div_ceil(8)
+}
+
+/// Words of an `Event` struct (5 data words, 3 pointers), a `Change` (3 pointers) and a `Diff`
+/// (1 data word, 1 pointer) with its list's tag: what the generated code's struct sizes say.
+const EVENT_WORDS: usize = 8;
+const CHANGE_WORDS: usize = 3;
+const DIFF_WORDS: usize = 3;
+/// The root pointer, a root struct and a list tag, generously.
+const MESSAGE_WORDS: usize = 16;
+
+/// The piece `range` of a pending chunk's bytes.
+fn slice<'b>(bytes: &'b [u8], range: &Range<usize>) -> &'b [u8] {
+    &bytes[range.clone()]
+}
+
+/// An event waiting for its chunk; its texts are ranges of [`PendingEvents::bytes`].
+#[derive(Clone, Debug)]
+struct PendingEvent {
+    kind: EventKind,
+    trace_kind: TraceKind,
+    position: u64,
+    seq: u64,
+    unix_ns: u64,
+    name: u32,
+    level: u8,
+    summary: Range<usize>,
+    tree: Option<Range<usize>>,
+    raw: Option<Range<usize>>,
+}
+
+/// The events of the chunk being filled.
+#[derive(Debug, Default)]
+pub struct PendingEvents {
+    records: Vec<PendingEvent>,
+    bytes: Vec<u8>,
+    /// Words the chunk's message will take, at most.
+    words: usize,
+}
+
+/// An event to append to [`PendingEvents`].
+pub struct NewEvent<'a> {
+    pub kind: EventKind,
+    pub trace_kind: TraceKind,
+    pub position: u64,
+    pub seq: u64,
+    pub unix_ns: u64,
+    pub name: u32,
+    pub level: u8,
+    pub summary: &'a str,
+    /// An input's tree, written as JSON text.
+    pub tree: Option<&'a serde_json::Value>,
+    /// An input's bytes (empty: not kept).
+    pub raw: &'a [u8],
+}
+
+impl PendingEvents {
+    /// Appends an event.
+    pub fn push(&mut self, event: NewEvent<'_>) {
+        let summary = self.append(event.summary.as_bytes());
+        let tree = event.tree.map(|tree| {
+            let start = self.bytes.len();
+            push_json(&mut self.bytes, tree);
+            start..self.bytes.len()
+        });
+        let raw = (!event.raw.is_empty()).then(|| self.append(event.raw));
+        self.words += EVENT_WORDS
+            + text_words(summary.len())
+            + tree.as_ref().map_or(0, |t| text_words(t.len()))
+            + raw.as_ref().map_or(0, |r| data_words(r.len()));
+        self.records.push(PendingEvent {
+            kind: event.kind,
+            trace_kind: event.trace_kind,
+            position: event.position,
+            seq: event.seq,
+            unix_ns: event.unix_ns,
+            name: event.name,
+            level: event.level,
+            summary,
+            tree,
+            raw,
+        });
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(bytes);
+        start..self.bytes.len()
+    }
+
+    /// Events waiting.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// Bytes the chunk's message will take, at most.
+    pub fn message_bytes(&self) -> usize {
+        (self.words + MESSAGE_WORDS) * 8
+    }
+
+    /// The first and last event's positions, if any is waiting.
+    pub fn positions(&self) -> Option<(u64, u64)> {
+        Some((
+            self.records.first()?.position,
+            self.records.last()?.position,
+        ))
+    }
+
+    /// Forgets the events, keeping the memory.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.bytes.clear();
+        self.words = 0;
     }
 }
 
-/// A JSON value's text.
-pub fn json_text(value: &serde_json::Value) -> String {
-    // Serializing a `Value` to a string cannot fail: its map keys are strings.
-    serde_json::to_string(value).unwrap_or_default()
+/// A change waiting for its chunk: ranges of [`PendingDiffs::bytes`].
+#[derive(Clone, Debug)]
+struct PendingChange {
+    path: Range<usize>,
+    before: Option<Range<usize>>,
+    after: Option<Range<usize>>,
 }
 
-fn finish(message: &Builder<HeapAllocator>) -> Vec<u8> {
-    serialize::write_message_to_words(message)
+/// The diffs of the chunk being filled.
+#[derive(Debug, Default)]
+pub struct PendingDiffs {
+    /// Each diff's position and the range of its changes in `changes`.
+    diffs: Vec<(u64, Range<usize>)>,
+    changes: Vec<PendingChange>,
+    bytes: Vec<u8>,
+    words: usize,
+}
+
+impl PendingDiffs {
+    /// Appends the diff of the input at `position`.
+    pub fn push(&mut self, position: u64, changes: &[Change]) {
+        let first = self.changes.len();
+        for change in changes {
+            let start = self.bytes.len();
+            push_path(&mut self.bytes, &change.path);
+            let path = start..self.bytes.len();
+            let before = change.before.as_ref().map(|v| self.json(v));
+            let after = change.after.as_ref().map(|v| self.json(v));
+            self.words += CHANGE_WORDS
+                + text_words(path.len())
+                + before.as_ref().map_or(0, |b| text_words(b.len()))
+                + after.as_ref().map_or(0, |a| text_words(a.len()));
+            self.changes.push(PendingChange {
+                path,
+                before,
+                after,
+            });
+        }
+        self.words += DIFF_WORDS;
+        self.diffs.push((position, first..self.changes.len()));
+    }
+
+    fn json(&mut self, value: &serde_json::Value) -> Range<usize> {
+        let start = self.bytes.len();
+        push_json(&mut self.bytes, value);
+        start..self.bytes.len()
+    }
+
+    /// Diffs waiting.
+    pub fn len(&self) -> usize {
+        self.diffs.len()
+    }
+
+    /// Bytes the chunk's message will take, at most.
+    pub fn message_bytes(&self) -> usize {
+        (self.words + MESSAGE_WORDS) * 8
+    }
+
+    /// The first and last diff's positions, if any is waiting.
+    pub fn positions(&self) -> Option<(u64, u64)> {
+        Some((self.diffs.first()?.0, self.diffs.last()?.0))
+    }
+
+    /// Forgets the diffs, keeping the memory.
+    pub fn clear(&mut self) {
+        self.diffs.clear();
+        self.changes.clear();
+        self.bytes.clear();
+        self.words = 0;
+    }
+}
+
+/// Memory reused from one message to the next: the segment a message is built in, and the
+/// message serialized. A message larger than the segment was sized for grows into more segments
+/// from the heap, so a low estimate costs speed, never correctness.
+#[derive(Default)]
+pub struct Scratch {
+    segment: Vec<Word>,
+    message: Vec<u8>,
+}
+
+impl Scratch {
+    /// Builds a message of about `bytes` bytes with `fill`, and serializes it into
+    /// [`message`](Scratch::message).
+    fn build(
+        &mut self,
+        bytes: usize,
+        fill: impl FnOnce(&mut Builder<ScratchSpaceHeapAllocator<'_>>),
+    ) {
+        let words = bytes / 8 + MESSAGE_WORDS;
+        if self.segment.len() < words {
+            self.segment = Word::allocate_zeroed_vec(words.next_power_of_two());
+        }
+        let space = Word::words_to_bytes_mut(&mut self.segment[..words]);
+        let mut message = Builder::new(ScratchSpaceHeapAllocator::new(space));
+        fill(&mut message);
+        self.message.clear();
+        // Writing to a Vec cannot fail.
+        let _ = serialize::write_message(&mut self.message, &message);
+    }
+
+    /// The message built last, serialized.
+    pub fn message(&self) -> &[u8] {
+        &self.message
+    }
 }
 
 fn kind_code(kind: Kind) -> schema::ChunkKind {
@@ -99,75 +321,94 @@ fn kind_code(kind: Kind) -> schema::ChunkKind {
     }
 }
 
-/// An `EventChunk` message.
-pub fn encode_events(first_event: u64, events: &[StoredEvent]) -> Vec<u8> {
-    let mut message = Builder::new_default();
-    let mut root = message.init_root::<schema::event_chunk::Builder>();
-    root.set_first_event(first_event);
-    let mut list = root.init_events(events.len() as u32);
-    for (i, event) in events.iter().enumerate() {
-        let mut out = list.reborrow().get(i as u32);
-        out.set_kind(match event.kind {
-            EventKind::Input => schema::EventKind::Input,
-            EventKind::Trace => schema::EventKind::Trace,
-        });
-        out.set_position(event.position);
-        out.set_seq(event.seq);
-        out.set_unix_ns(event.unix_ns);
-        out.set_name(event.name);
-        out.set_level(event.level);
-        out.set_summary(event.summary.as_str());
-        if let Some(tree) = &event.tree {
-            out.set_tree(tree.as_str());
-        }
-        if let Some(raw) = &event.raw {
-            out.set_raw(raw);
-        }
+fn trace_kind_code(kind: TraceKind) -> schema::TraceKind {
+    match kind {
+        TraceKind::Event => schema::TraceKind::Event,
+        TraceKind::SpanEnter => schema::TraceKind::SpanEnter,
+        TraceKind::SpanExit => schema::TraceKind::SpanExit,
+        TraceKind::Thread => schema::TraceKind::Thread,
     }
-    finish(&message)
 }
 
-/// A `DiffChunk` message.
-pub fn encode_diffs(diffs: &[(u64, Vec<StoredChange>)]) -> Vec<u8> {
-    let mut message = Builder::new_default();
-    let root = message.init_root::<schema::diff_chunk::Builder>();
-    let mut list = root.init_diffs(diffs.len() as u32);
-    for (i, (position, changes)) in diffs.iter().enumerate() {
-        let mut out = list.reborrow().get(i as u32);
-        out.set_position(*position);
-        let mut changes_out = out.init_changes(changes.len() as u32);
-        for (j, change) in changes.iter().enumerate() {
-            let mut c = changes_out.reborrow().get(j as u32);
-            c.set_path(change.path.as_str());
-            if let Some(before) = &change.before {
-                c.set_before(before.as_str());
+/// Builds the `EventChunk` message of the pending events in `scratch`.
+pub fn encode_events(scratch: &mut Scratch, first_event: u64, events: &PendingEvents) {
+    scratch.build(events.message_bytes(), |message| {
+        let mut root = message.init_root::<schema::event_chunk::Builder>();
+        root.set_first_event(first_event);
+        let mut list = root.init_events(events.records.len() as u32);
+        let bytes = &events.bytes;
+        for (i, event) in events.records.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_kind(match event.kind {
+                EventKind::Input => schema::EventKind::Input,
+                EventKind::Trace => schema::EventKind::Trace,
+            });
+            out.set_trace_kind(trace_kind_code(event.trace_kind));
+            out.set_position(event.position);
+            out.set_seq(event.seq);
+            out.set_unix_ns(event.unix_ns);
+            out.set_name(event.name);
+            out.set_level(event.level);
+            out.set_summary(capnp::text::Reader::from(slice(bytes, &event.summary)));
+            if let Some(tree) = &event.tree {
+                out.set_tree(capnp::text::Reader::from(slice(bytes, tree)));
             }
-            if let Some(after) = &change.after {
-                c.set_after(after.as_str());
+            if let Some(raw) = &event.raw {
+                out.set_raw(slice(bytes, raw));
             }
         }
-    }
-    finish(&message)
+    })
 }
 
-/// A `Keyframe` message.
-pub fn encode_keyframe(position: u64, tree: &str) -> Vec<u8> {
-    let mut message = Builder::new_default();
-    let mut root = message.init_root::<schema::keyframe::Builder>();
-    root.set_position(position);
-    root.set_tree(tree);
-    finish(&message)
+/// Builds the `DiffChunk` message of the pending diffs in `scratch`.
+pub fn encode_diffs(scratch: &mut Scratch, diffs: &PendingDiffs) {
+    scratch.build(diffs.message_bytes(), |message| {
+        let root = message.init_root::<schema::diff_chunk::Builder>();
+        let mut list = root.init_diffs(diffs.diffs.len() as u32);
+        let bytes = &diffs.bytes;
+        for (i, (position, changes)) in diffs.diffs.iter().enumerate() {
+            let mut out = list.reborrow().get(i as u32);
+            out.set_position(*position);
+            let changes = &diffs.changes[changes.clone()];
+            let mut changes_out = out.init_changes(changes.len() as u32);
+            for (j, change) in changes.iter().enumerate() {
+                let mut c = changes_out.reborrow().get(j as u32);
+                c.set_path(capnp::text::Reader::from(slice(bytes, &change.path)));
+                if let Some(before) = &change.before {
+                    c.set_before(capnp::text::Reader::from(slice(bytes, before)));
+                }
+                if let Some(after) = &change.after {
+                    c.set_after(capnp::text::Reader::from(slice(bytes, after)));
+                }
+            }
+        }
+    })
 }
 
-/// A `Checkpoint` message.
-pub fn encode_checkpoint(input_seq: u64, hash: u64, unix_ns: u64, state: &[u8]) -> Vec<u8> {
-    let mut message = Builder::new_default();
-    let mut root = message.init_root::<schema::checkpoint::Builder>();
-    root.set_input_seq(input_seq);
-    root.set_hash(hash);
-    root.set_unix_ns(unix_ns);
-    root.set_state(state);
-    finish(&message)
+/// Builds a `Keyframe` message in `scratch`: `tree` is the state's JSON text.
+pub fn encode_keyframe(scratch: &mut Scratch, position: u64, tree: &[u8]) {
+    scratch.build(8 * text_words(tree.len()), |message| {
+        let mut root = message.init_root::<schema::keyframe::Builder>();
+        root.set_position(position);
+        root.set_tree(capnp::text::Reader::from(tree));
+    })
+}
+
+/// Builds a `Checkpoint` message in `scratch`.
+pub fn encode_checkpoint(
+    scratch: &mut Scratch,
+    input_seq: u64,
+    hash: u64,
+    unix_ns: u64,
+    state: &[u8],
+) {
+    scratch.build(8 * data_words(state.len()), |message| {
+        let mut root = message.init_root::<schema::checkpoint::Builder>();
+        root.set_input_seq(input_seq);
+        root.set_hash(hash);
+        root.set_unix_ns(unix_ns);
+        root.set_state(state);
+    })
 }
 
 /// The footer's `Index` message.
@@ -209,7 +450,7 @@ pub fn encode_index(index: &IndexData) -> Vec<u8> {
         out.set_state_len(info.state_len);
         out.set_chunk(*chunk);
     }
-    finish(&message)
+    serialize::write_message_to_words(&message)
 }
 
 fn encode_metadata(mut out: schema::metadata::Builder<'_>, metadata: &Metadata) {
@@ -252,6 +493,19 @@ fn encode_metadata(mut out: schema::metadata::Builder<'_>, metadata: &Metadata) 
     out.set_verification(metadata.verification.as_str());
     out.set_base_seq(metadata.base_seq);
     out.set_keyframe_interval(metadata.keyframe_interval);
+    let mut panics = out
+        .reborrow()
+        .init_replay_panics(metadata.replay_panics.len() as u32);
+    for (i, panic) in metadata.replay_panics.iter().enumerate() {
+        let mut p = panics.reborrow().get(i as u32);
+        p.set_position(panic.index as u64);
+        p.set_seq(panic.seq);
+        p.set_message(panic.message.as_str());
+        if let Some(location) = &panic.location {
+            p.set_location(location.as_str());
+        }
+    }
+    out.set_replay_panic_count(metadata.replay_panic_count);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -316,8 +570,16 @@ pub fn decode_events(bytes: &[u8]) -> DecodeResult<(u64, Vec<StoredEvent>)> {
                 Ok(schema::EventKind::Trace) => EventKind::Trace,
                 Err(e) => return Err(format!("unknown event kind {}", e.0)),
             };
+            let trace_kind = match event.get_trace_kind() {
+                Ok(schema::TraceKind::Event) => TraceKind::Event,
+                Ok(schema::TraceKind::SpanEnter) => TraceKind::SpanEnter,
+                Ok(schema::TraceKind::SpanExit) => TraceKind::SpanExit,
+                Ok(schema::TraceKind::Thread) => TraceKind::Thread,
+                Err(e) => return Err(format!("unknown trace kind {}", e.0)),
+            };
             events.push(StoredEvent {
                 kind,
+                trace_kind,
                 position: event.get_position(),
                 seq: event.get_seq(),
                 unix_ns: event.get_unix_ns(),
@@ -493,6 +755,18 @@ fn decode_metadata(m: schema::metadata::Reader<'_>, bytes: usize) -> DecodeResul
             counter.get_value(),
         ));
     }
+    let panic_list = m.get_replay_panics().map_err(err)?;
+    let mut replay_panics = Vec::with_capacity(check_len(panic_list.len(), bytes, "panics")?);
+    for panic in panic_list.iter() {
+        let position = panic.get_position();
+        replay_panics.push(ReplayPanic {
+            index: usize::try_from(position)
+                .map_err(|_| format!("a replay panic at position {position}"))?,
+            seq: panic.get_seq(),
+            message: text(panic.get_message(), "a panic message")?,
+            location: optional_text(panic.has_location(), panic.get_location(), "a location")?,
+        });
+    }
     Ok(Metadata {
         ring_format_version: m.get_ring_format_version(),
         machine_name: text(m.get_machine_name(), "the machine name")?,
@@ -513,5 +787,7 @@ fn decode_metadata(m: schema::metadata::Reader<'_>, bytes: usize) -> DecodeResul
         verification: text(m.get_verification(), "the verification")?,
         base_seq: m.get_base_seq(),
         keyframe_interval: m.get_keyframe_interval(),
+        replay_panics,
+        replay_panic_count: m.get_replay_panic_count(),
     })
 }

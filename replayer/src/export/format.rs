@@ -8,8 +8,14 @@ use twox_hash::XxHash3_64;
 pub const MAGIC: [u8; 8] = *b"FLREXP\r\n";
 /// The last 8 bytes.
 pub const END_MAGIC: [u8; 8] = *b"FLREND\r\n";
-/// The export format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The export format version this build writes and reads. Bump it whenever a file written by
+/// this build could be misread by an older reader, or an older file by this one: a change to
+/// the framing, or to what a message's fields mean (new fields an older reader would ignore
+/// wrongly count too). Readers refuse every other version.
+///
+/// 2: trace events store their kind (`Event.traceKind`) and their bare message in `summary`;
+/// the metadata stores the replay's panics.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the header: magic, version, reserved.
 pub const HEADER_LEN: u64 = 16;
 /// Bytes of the trailer: footer offset, footer length, footer checksum, end magic.

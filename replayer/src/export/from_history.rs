@@ -241,22 +241,34 @@ struct TraceStep {
     unix_ns: u64,
     thread: String,
     level: u8,
-    summary: String,
+    kind: TraceKind,
+    message: String,
 }
 
+/// A trace record as the export stores it: its kind in a field of its own, and its message (or,
+/// for a record that did not decode, why, with level 0).
 fn trace_step(trace: &TraceRecord) -> TraceStep {
+    let (level, kind, message) = match &trace.event {
+        Some(event) => (event.level as u8, event.kind, event.message.clone()),
+        None => (
+            0,
+            TraceKind::Event,
+            trace.damage.clone().unwrap_or_else(|| "?".into()),
+        ),
+    };
     TraceStep {
         seq: trace.seq,
         unix_ns: trace.unix_ns,
         thread: trace.thread.clone(),
-        level: trace.event.as_ref().map_or(0, |e| e.level as u8),
-        summary: trace_summary(trace),
+        level,
+        kind,
+        message,
     }
 }
 
 /// A trace event on one line, as the terminal UI's timeline shows it: `info message`; a span's
 /// entry and exit are `info → name` and `info ← name`; an undecodable record is
-/// `damaged: why` (with level 0). [`trace_edge`] reads the span edges back.
+/// `damaged: why`. (An export stores the kind, level and message apart.)
 pub fn trace_summary(trace: &TraceRecord) -> String {
     match &trace.event {
         Some(event) => {
@@ -273,19 +285,6 @@ pub fn trace_summary(trace: &TraceRecord) -> String {
 
 const SPAN_ENTER: &str = "→ ";
 const SPAN_EXIT: &str = "← ";
-
-/// A trace event's summary as written by [`trace_summary`], taken apart: its kind (an event, a
-/// span's entry or exit) and its message.
-pub fn trace_edge(summary: &str) -> (TraceKind, &str) {
-    let message = summary.split_once(' ').map_or(summary, |(_, rest)| rest);
-    if let Some(name) = message.strip_prefix(SPAN_ENTER) {
-        (TraceKind::SpanEnter, name)
-    } else if let Some(name) = message.strip_prefix(SPAN_EXIT) {
-        (TraceKind::SpanExit, name)
-    } else {
-        (TraceKind::Event, message)
-    }
-}
 
 /// The writing side: diffs each state against the one before, and appends everything.
 struct Sink<'s> {
@@ -306,7 +305,8 @@ impl Sink<'_> {
                     unix_ns: trace.unix_ns,
                     thread: &trace.thread,
                     level: trace.level,
-                    summary: &trace.summary,
+                    kind: trace.kind,
+                    message: &trace.message,
                 })
             }
             Step::Input(input, state) => {
@@ -372,6 +372,8 @@ fn metadata_of<M: Machine + Clone>(history: &History<M>, keyframe_every: u64) ->
         verification: verification_line(history.verification()),
         base_seq: history.base_seq(),
         keyframe_interval: u32::try_from(keyframe_every).unwrap_or(u32::MAX),
+        replay_panics: history.panics().to_vec(),
+        replay_panic_count: history.panic_count() as u64,
     }
 }
 

@@ -28,13 +28,18 @@ mod codec;
 pub mod format;
 mod from_history;
 mod reader;
+mod text;
 mod writer;
 
 use std::path::PathBuf;
 
+use flightrec_schemas::trace::TraceKind;
+
+use crate::history::ReplayPanic;
+
 pub use from_history::{
-    export_history, trace_edge, trace_summary, verification_line, ExportSummary,
-    HistoryExportOptions, DEFAULT_KEYFRAME_EVERY,
+    export_history, trace_summary, verification_line, ExportSummary, HistoryExportOptions,
+    DEFAULT_KEYFRAME_EVERY,
 };
 pub use reader::Export;
 pub use writer::{ExportOptions, ExportWriter};
@@ -152,6 +157,11 @@ pub struct Metadata {
     pub base_seq: u64,
     /// Inputs between keyframes, as the writer intended; 0 if unknown.
     pub keyframe_interval: u32,
+    /// Inputs whose `apply` panicked when the history was replayed for the export (the
+    /// recorded crash, replayed): the first ones, in order, as [`History::panics`](crate::History::panics).
+    pub replay_panics: Vec<ReplayPanic>,
+    /// How many inputs panicked in all (`replay_panics` may hold fewer).
+    pub replay_panic_count: u64,
 }
 
 /// A crash record.
@@ -199,9 +209,14 @@ pub struct Event {
     pub unix_ns: u64,
     /// The lane's (inputs) or thread's (trace events) name.
     pub name: String,
-    /// Trace level, 1 error ..= 5 trace; 0 for inputs.
+    /// Trace level, 1 error ..= 5 trace; 0 for inputs and for trace records that did not
+    /// decode.
     pub level: u8,
-    /// One line, as a timeline shows it.
+    /// Trace events: what the event marks (a point event, a span's entry or exit, a thread
+    /// taking its lane); [`TraceKind::Event`] for inputs.
+    pub trace_kind: TraceKind,
+    /// Inputs: one line, as a timeline shows it. Trace events: the message (a span's or
+    /// thread's name), or for a record that did not decode (level 0) why.
     pub summary: String,
     /// Inputs: the input as JSON text.
     pub tree: Option<String>,
@@ -241,10 +256,12 @@ pub struct TraceEntry<'a> {
     pub unix_ns: u64,
     /// The thread (or lane) that wrote it.
     pub thread: &'a str,
-    /// Trace level, 1 error ..= 5 trace.
+    /// Trace level, 1 error ..= 5 trace; 0 for a record that did not decode.
     pub level: u8,
-    /// The message, one line.
-    pub summary: &'a str,
+    /// What it marks.
+    pub kind: TraceKind,
+    /// The message, one line (a span's or thread's name; for a record that did not decode, why).
+    pub message: &'a str,
 }
 
 /// A checkpoint to store with [`ExportWriter::push_checkpoint`].

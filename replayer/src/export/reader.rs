@@ -106,7 +106,10 @@ impl Export {
         if version != FORMAT_VERSION {
             return Err(bad(
                 8,
-                format!("format version {version}; this build reads version {FORMAT_VERSION}"),
+                format!(
+                    "export format version {version}; this build reads version {FORMAT_VERSION} \
+                     only (export the ring file again with this build)"
+                ),
             ));
         }
         if header[12..16] != [0; 4] {
@@ -248,6 +251,17 @@ impl Export {
                 ));
             }
             keyframes.push((position, i));
+        }
+        if let Some(panic) = index
+            .metadata
+            .replay_panics
+            .iter()
+            .find(|p| p.index as u64 >= input_count)
+        {
+            return Err(format!(
+                "a replay panic at position {}, past the {input_count} inputs",
+                panic.index
+            ));
         }
         let mut checkpoints = Vec::with_capacity(index.checkpoints.len());
         let mut checkpoint_chunks = Vec::with_capacity(index.checkpoints.len());
@@ -548,6 +562,7 @@ impl Export {
             unix_ns: event.unix_ns,
             name: name.clone(),
             level: event.level,
+            trace_kind: event.trace_kind,
             summary: event.summary.clone(),
             tree: event.tree.clone(),
             raw: event.raw.clone(),

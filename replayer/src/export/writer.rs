@@ -8,8 +8,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::codec::{self, ChunkRef, IndexData, StoredChange, StoredEvent};
+use flightrec_schemas::trace::TraceKind;
+
+use super::codec::{self, ChunkRef, IndexData, NewEvent, PendingDiffs, PendingEvents, Scratch};
 use super::format::{self, Frame, Kind, Trailer, FRAME_HEADER_LEN, MAX_CHUNK_BYTES};
+use super::text;
 use super::{
     CheckpointEntry, CheckpointInfo, EventKind, ExportError, InputEntry, Metadata, TraceEntry,
 };
@@ -39,12 +42,13 @@ impl Default for ExportOptions {
     }
 }
 
-/// Bytes a record takes in a message beyond its texts: its struct and pointers, generously.
-const RECORD_OVERHEAD: usize = 64;
-
 /// Writes an export. Records are appended in timeline order; nothing is visible at the path
 /// until [`finish`](ExportWriter::finish) succeeds, and a writer dropped before that removes its
 /// temporary file.
+///
+/// Appending costs no allocation once the buffers have grown to a chunk's size: records wait in
+/// one buffer of bytes per chunk kind (their JSON written straight into it), each chunk's message
+/// is built in one reused segment and compressed into one reused buffer.
 pub struct ExportWriter {
     path: PathBuf,
     temp_path: PathBuf,
@@ -54,14 +58,20 @@ pub struct ExportWriter {
     metadata: Metadata,
     names: Vec<String>,
     name_ids: HashMap<String, u32>,
-    events: Vec<StoredEvent>,
-    events_bytes: usize,
+    /// The name id of the input lane, once an input was appended.
+    input_name: Option<u32>,
+    events: PendingEvents,
     first_event: u64,
     event_count: u64,
     input_count: u64,
-    diffs: Vec<(u64, Vec<StoredChange>)>,
-    diffs_bytes: usize,
+    diffs: PendingDiffs,
     last_diff: Option<u64>,
+    /// The segment messages are built in.
+    scratch: Scratch,
+    /// A keyframe's JSON text.
+    json: Vec<u8>,
+    /// A chunk's LZ4 block.
+    compressed: Vec<u8>,
     chunks: Vec<ChunkRef>,
     keyframes: Vec<(u64, u32)>,
     checkpoints: Vec<(CheckpointInfo, u32)>,
@@ -107,14 +117,16 @@ impl ExportWriter {
             metadata,
             names: Vec::new(),
             name_ids: HashMap::new(),
-            events: Vec::new(),
-            events_bytes: 0,
+            input_name: None,
+            events: PendingEvents::default(),
             first_event: 0,
             event_count: 0,
             input_count: 0,
-            diffs: Vec::new(),
-            diffs_bytes: 0,
+            diffs: PendingDiffs::default(),
             last_diff: None,
+            scratch: Scratch::default(),
+            json: Vec::new(),
+            compressed: Vec::new(),
             chunks: Vec::new(),
             keyframes: Vec::new(),
             checkpoints: Vec::new(),
@@ -141,19 +153,26 @@ impl ExportWriter {
     /// Appends the next input; returns its position.
     pub fn push_input(&mut self, input: InputEntry<'_>) -> Result<u64, ExportError> {
         let position = self.input_count;
-        let name = self.name_id("input");
-        let event = StoredEvent {
+        let name = match self.input_name {
+            Some(id) => id,
+            None => {
+                let id = self.name_id("input");
+                self.input_name = Some(id);
+                id
+            }
+        };
+        self.push_event(NewEvent {
             kind: EventKind::Input,
+            trace_kind: TraceKind::Event,
             position,
             seq: input.seq,
             unix_ns: input.unix_ns,
             name,
             level: 0,
-            summary: input.summary.to_owned(),
-            tree: Some(codec::json_text(input.tree)),
-            raw: (!input.raw.is_empty()).then(|| input.raw.to_vec()),
-        };
-        self.push_event(event)?;
+            summary: input.summary,
+            tree: Some(input.tree),
+            raw: input.raw,
+        })?;
         self.input_count += 1;
         Ok(position)
     }
@@ -161,18 +180,18 @@ impl ExportWriter {
     /// Appends a trace event, after the inputs appended so far.
     pub fn push_trace(&mut self, trace: TraceEntry<'_>) -> Result<(), ExportError> {
         let name = self.name_id(trace.thread);
-        let event = StoredEvent {
+        self.push_event(NewEvent {
             kind: EventKind::Trace,
+            trace_kind: trace.kind,
             position: self.input_count,
             seq: trace.seq,
             unix_ns: trace.unix_ns,
             name,
             level: trace.level,
-            summary: trace.summary.to_owned(),
+            summary: trace.message,
             tree: None,
-            raw: None,
-        };
-        self.push_event(event)
+            raw: &[],
+        })
     }
 
     /// Stores the state after the input at `position` whole. Keyframe positions must increase;
@@ -193,8 +212,10 @@ impl ExportWriter {
         // Diffs after this keyframe start a chunk of their own, so rebuilding a state reads one
         // keyframe interval of diffs.
         self.flush_diffs()?;
-        let message = codec::encode_keyframe(position, &codec::json_text(tree));
-        let chunk = self.write_chunk(Kind::Keyframe, &message, position, position, 0, 1)?;
+        self.json.clear();
+        text::push_json(&mut self.json, tree);
+        codec::encode_keyframe(&mut self.scratch, position, &self.json);
+        let chunk = self.write_chunk(Kind::Keyframe, position, position, 0, 1)?;
         self.keyframes.push((position, chunk));
         Ok(())
     }
@@ -208,27 +229,9 @@ impl ExportWriter {
             }
         }
         self.last_diff = Some(position);
-        let stored: Vec<StoredChange> = changes
-            .iter()
-            .map(|change| StoredChange {
-                path: codec::path_text(&change.path),
-                before: change.before.as_ref().map(codec::json_text),
-                after: change.after.as_ref().map(codec::json_text),
-            })
-            .collect();
-        let bytes: usize = stored
-            .iter()
-            .map(|c| {
-                RECORD_OVERHEAD
-                    + c.path.len()
-                    + c.before.as_ref().map_or(0, String::len)
-                    + c.after.as_ref().map_or(0, String::len)
-            })
-            .sum();
-        self.diffs_bytes += bytes + RECORD_OVERHEAD;
-        self.diffs.push((position, stored));
+        self.diffs.push(position, changes);
         if self.diffs.len() >= self.options.diffs_per_chunk
-            || self.diffs_bytes >= self.options.chunk_bytes
+            || self.diffs.message_bytes() >= self.options.chunk_bytes
         {
             self.flush_diffs()?;
         }
@@ -238,13 +241,14 @@ impl ExportWriter {
     /// Stores a checkpoint: the state as the machine encodes it, so that the service's own
     /// binary can re-execute the inputs from it.
     pub fn push_checkpoint(&mut self, checkpoint: CheckpointEntry<'_>) -> Result<(), ExportError> {
-        let message = codec::encode_checkpoint(
+        codec::encode_checkpoint(
+            &mut self.scratch,
             checkpoint.input_seq,
             checkpoint.hash,
             checkpoint.unix_ns,
             checkpoint.state,
         );
-        let chunk = self.write_chunk(Kind::Checkpoint, &message, 0, 0, 0, 1)?;
+        let chunk = self.write_chunk(Kind::Checkpoint, 0, 0, 0, 1)?;
         let info = CheckpointInfo {
             input_seq: checkpoint.input_seq,
             hash: checkpoint.hash,
@@ -364,15 +368,11 @@ impl ExportWriter {
         id
     }
 
-    fn push_event(&mut self, event: StoredEvent) -> Result<(), ExportError> {
-        self.events_bytes += RECORD_OVERHEAD
-            + event.summary.len()
-            + event.tree.as_ref().map_or(0, String::len)
-            + event.raw.as_ref().map_or(0, Vec::len);
+    fn push_event(&mut self, event: NewEvent<'_>) -> Result<(), ExportError> {
         self.events.push(event);
         self.event_count += 1;
         if self.events.len() >= self.options.events_per_chunk
-            || self.events_bytes >= self.options.chunk_bytes
+            || self.events.message_bytes() >= self.options.chunk_bytes
         {
             self.flush_events()?;
         }
@@ -380,15 +380,13 @@ impl ExportWriter {
     }
 
     fn flush_events(&mut self) -> Result<(), ExportError> {
-        let (Some(first), Some(last)) = (self.events.first(), self.events.last()) else {
+        let Some((first_position, last_position)) = self.events.positions() else {
             return Ok(());
         };
-        let (first_position, last_position) = (first.position, last.position);
-        let message = codec::encode_events(self.first_event, &self.events);
+        codec::encode_events(&mut self.scratch, self.first_event, &self.events);
         let count = self.events.len() as u32;
         self.write_chunk(
             Kind::Events,
-            &message,
             first_position,
             last_position,
             self.first_event,
@@ -396,45 +394,51 @@ impl ExportWriter {
         )?;
         self.first_event += u64::from(count);
         self.events.clear();
-        self.events_bytes = 0;
         Ok(())
     }
 
     fn flush_diffs(&mut self) -> Result<(), ExportError> {
-        let (Some(&(first, _)), Some(&(last, _))) = (self.diffs.first(), self.diffs.last()) else {
+        let Some((first, last)) = self.diffs.positions() else {
             return Ok(());
         };
-        let message = codec::encode_diffs(&self.diffs);
+        codec::encode_diffs(&mut self.scratch, &self.diffs);
         let count = self.diffs.len() as u32;
-        self.write_chunk(Kind::Diffs, &message, first, last, 0, count)?;
+        self.write_chunk(Kind::Diffs, first, last, 0, count)?;
         self.diffs.clear();
-        self.diffs_bytes = 0;
         Ok(())
     }
 
-    /// Compresses `message` and appends it as a chunk; returns its index.
+    /// Compresses the message just built in the scratch and appends it as a chunk; returns its
+    /// index.
     fn write_chunk(
         &mut self,
         kind: Kind,
-        message: &[u8],
         first_position: u64,
         last_position: u64,
         first_event: u64,
         count: u32,
     ) -> Result<u32, ExportError> {
+        let message = self.scratch.message();
         if message.len() as u64 > MAX_CHUNK_BYTES {
             return Err(self.misuse(format!(
                 "a {kind:?} chunk of {} bytes, over the limit of {MAX_CHUNK_BYTES}",
                 message.len()
             )));
         }
-        let stored = lz4_flex::block::compress(message);
+        let bound = lz4_flex::block::get_maximum_output_size(message.len());
+        if self.compressed.len() < bound {
+            self.compressed.resize(bound, 0);
+        }
+        let stored_len = lz4_flex::block::compress_into(message, &mut self.compressed)
+            .map_err(|e| self.misuse(format!("LZ4 refused a {kind:?} chunk: {e}")))?;
+        let raw_len = message.len() as u32;
+        let stored = &self.compressed[..stored_len];
         let frame = Frame {
             kind: kind as u32,
             reserved: 0,
-            stored_len: stored.len() as u32,
-            raw_len: message.len() as u32,
-            checksum: format::checksum(&stored),
+            stored_len: stored_len as u32,
+            raw_len,
+            checksum: format::checksum(stored),
         };
         let chunk = ChunkRef {
             kind,
@@ -447,14 +451,19 @@ impl ExportWriter {
             first_event,
             count,
         };
-        self.write_bytes(&frame.encode())?;
-        self.write_bytes(&stored)?;
-        let padding = format::pad8(stored.len() as u64).unwrap_or(0) - stored.len() as u64;
-        self.write_bytes(&[0u8; 8][..padding as usize])?;
-        debug_assert_eq!(
-            self.offset,
-            chunk.offset + FRAME_HEADER_LEN + format::pad8(stored.len() as u64).unwrap_or(0)
-        );
+        let padding = format::pad8(stored_len as u64).unwrap_or(0) - stored_len as u64;
+        let file = self.file.as_mut().expect("the file is open until finish");
+        let written = file
+            .write_all(&frame.encode())
+            .and_then(|()| file.write_all(stored))
+            .and_then(|()| file.write_all(&[0u8; 8][..padding as usize]));
+        if let Err(error) = written {
+            return Err(ExportError::Io {
+                path: self.temp_path.clone(),
+                error,
+            });
+        }
+        self.offset += FRAME_HEADER_LEN + stored_len as u64 + padding;
         let index = u32::try_from(self.chunks.len())
             .map_err(|_| self.misuse("more than 2^32 chunks".into()))?;
         self.chunks.push(chunk);
