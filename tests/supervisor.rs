@@ -321,8 +321,12 @@ fn the_supervisor_restarts_a_crashing_service_and_keeps_its_last_exports() {
 // 2. SIGTERM and SIGINT are forwarded
 
 #[test]
-fn sigterm_and_sigint_are_forwarded_to_the_service_and_its_status_becomes_ours() {
-    for (signal, code) in [(Signal::SIGTERM, 143), (Signal::SIGINT, 130)] {
+fn sigterm_sigint_and_sighup_are_forwarded_to_the_service_and_its_status_becomes_ours() {
+    for (signal, code) in [
+        (Signal::SIGTERM, 143),
+        (Signal::SIGINT, 130),
+        (Signal::SIGHUP, 129),
+    ] {
         let dirs = Dirs::new();
         // At 1,000 inputs per second the service would run for minutes before its bug.
         let service = demo_service(&["--rate", "1000"]);
@@ -361,7 +365,46 @@ fn sigterm_and_sigint_are_forwarded_to_the_service_and_its_status_becomes_ours()
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. A clean exit
+// 3. A signal while the last export runs
+
+#[test]
+fn a_signal_while_the_last_export_runs_keeps_the_ring_whole_instead() {
+    let dirs = Dirs::new();
+    // The ledger's own bug: a state of 65,536 accounts, whose export takes minutes.
+    let service = demo_service(&["--rate", "0"]);
+    let mut supervisor = Supervisor::start(&dirs, &[], &service, &[]);
+    let crash = supervisor.line_where("the crash", is_crash_line);
+    assert!(crash.contains("not restarted"), "{crash}");
+    supervisor.line_where("the wait for the export", |l| {
+        l.starts_with("flightrec run: finishing 1 export(s) before exiting")
+    });
+    kill(supervisor.pid(), Signal::SIGTERM).expect("SIGTERM to the supervisor");
+    let status = supervisor.wait();
+    assert_eq!(status.code(), Some(101), "{}", supervisor.stderr());
+
+    let kept = evidence_path(&crash).with_extension("ring");
+    // Exactly the ring: no export, and no partial export's temporary file.
+    assert_eq!(
+        dirs.crash_files(),
+        std::slice::from_ref(&kept),
+        "{}",
+        supervisor.stderr()
+    );
+    let summary = inspect_json(&kept);
+    assert_eq!(summary["status"], "crashed", "{summary}");
+    let message = summary["crash"]["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("audit failed at input "), "{summary}");
+    let hint = format!("flightrec export {} -o", kept.display());
+    assert!(
+        supervisor.own_lines().iter().any(|l| l.contains(&hint)),
+        "{}",
+        supervisor.stderr()
+    );
+    dirs.assert_no_ring_left();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. A clean exit
 
 #[test]
 fn a_clean_exit_leaves_nothing_behind() {
@@ -398,7 +441,7 @@ fn a_clean_exit_leaves_nothing_behind() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. A machine the binary does not know
+// 5. A machine the binary does not know
 
 /// Set in a re-executed child: record as [`Stranger`], then abort.
 const ENV_CHILD: &str = "FLIGHTREC_SUPERVISOR_TEST_CHILD";

@@ -121,8 +121,11 @@ enum Command {
     /// doubles up to 4 s while it keeps crashing within 10 s), one line gives the cause, and its
     /// ring is exported in the background into DIR as TIME-MACHINE-pidN.flightrec; a ring of a
     /// machine this binary does not know is kept whole as .ring. A clean exit leaves nothing.
-    /// SIGINT and SIGTERM are forwarded to the service (in its own process group); no restart
-    /// follows, and the exit code is the service's (128 + N after signal N).
+    ///
+    /// The service runs in its own process group (so it should not read the terminal); SIGINT,
+    /// SIGTERM, SIGHUP and SIGQUIT are forwarded to it. After SIGINT or SIGTERM it is not
+    /// restarted, and dying of the forwarded signal is a requested stop, not a crash. Exits with
+    /// the last instance's exit code (128 + N after signal N).
     Run(run::RunArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {

@@ -7,6 +7,8 @@
 //! waiting jobs are superseded: they would be rotated out as soon as written).
 
 use std::collections::VecDeque;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -138,8 +140,8 @@ impl Keeper {
         std::thread::Builder::new()
             .name("flightrec-export".into())
             .spawn(move || {
+                let _idle = IdleWhenGone(events);
                 worker.run::<M>();
-                let _ = events.send(Event::Idle);
             })
             .context("cannot start the export thread")?;
         Ok(Keeper { dir, keep, shared })
@@ -187,7 +189,7 @@ impl Keeper {
         loop {
             match events.next(None) {
                 Some(Event::Idle) | None => return,
-                Some(event) if event.is_stop() => return self.abandon(),
+                Some(event) if event.to_forward().is_some() => return self.abandon(),
                 Some(_) => {}
             }
         }
@@ -223,6 +225,15 @@ impl Keeper {
     }
 }
 
+/// Sends [`Event::Idle`] when the export thread ends, whichever way: the supervisor waits for it.
+struct IdleWhenGone(Sender<Event>);
+
+impl Drop for IdleWhenGone {
+    fn drop(&mut self) {
+        let _ = self.0.send(Event::Idle);
+    }
+}
+
 /// The thread's side.
 struct Worker {
     dir: PathBuf,
@@ -233,7 +244,15 @@ struct Worker {
 impl Worker {
     fn run<M: Machine + Clone>(&self) {
         while let Some(job) = self.next_job() {
-            self.carry_out::<M>(&job);
+            // A bug met on one ring must not cost the evidence of the next ones.
+            let done = std::panic::catch_unwind(AssertUnwindSafe(|| self.carry_out::<M>(&job)));
+            if done.is_err() {
+                say!(
+                    "exporting pid {}'s ring panicked; its ring file stays at {}",
+                    job.pid,
+                    job.ring.display()
+                );
+            }
             rotate(&self.dir, &job.out, self.keep);
             self.shared.lock().busy = None;
         }
@@ -261,7 +280,12 @@ impl Worker {
     /// Exports the ring (or keeps it whole), and says how it went. A ring is removed only once
     /// its evidence is safely in the crash directory.
     fn carry_out<M: Machine + Clone>(&self, job: &Job) {
-        if let Err(error) = std::fs::create_dir_all(&self.dir) {
+        // Owner only, like the ring files (0600): the evidence holds what they held.
+        let created = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir);
+        if let Err(error) = created {
             say!(
                 "cannot create {} ({error}); pid {}'s ring file stays at {}",
                 self.dir.display(),

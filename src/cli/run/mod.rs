@@ -85,8 +85,10 @@ struct Instance {
 struct Ended {
     pid: u32,
     status: ExitStatus,
-    /// The last signal forwarded to it, if any: it was asked to stop.
+    /// The last signal forwarded to it, if any.
     forwarded: Option<Signal>,
+    /// Whether SIGINT or SIGTERM was among them: it was asked to stop, so it is not restarted.
+    stop_asked: bool,
     ring: PathBuf,
     lived: Duration,
 }
@@ -132,7 +134,7 @@ impl Supervisor<'_> {
                 Verdict::Abnormal => {}
             }
             let job = self.plan::<M>(&ended, &ring);
-            let restart = self.restart && ended.forwarded.is_none();
+            let restart = self.restart && !ended.stop_asked;
             let delay = if restart {
                 self.backoff.after(ended.lived)
             } else {
@@ -191,10 +193,10 @@ impl Supervisor<'_> {
         })
     }
 
-    /// Waits for the instance to end, forwarding SIGINT and SIGTERM to its process group.
+    /// Waits for the instance to end, forwarding signals to its process group.
     fn wait(&self, mut instance: Instance) -> Result<Ended, Failure> {
         let pid = instance.child.id();
-        let mut forwarded = None;
+        let (mut forwarded, mut stop_asked) = (None, false);
         loop {
             // Checked before each wait: a SIGCHLD that arrives meanwhile stays pending.
             if let Some(status) = instance.child.try_wait()? {
@@ -202,23 +204,24 @@ impl Supervisor<'_> {
                     pid,
                     status,
                     forwarded,
+                    stop_asked,
                     ring: instance.ring,
                     lived: instance.started.elapsed(),
                 });
             }
-            match self.events.next(None) {
-                Some(Event::Signal(signal)) if signal != Signal::SIGCHLD => {
-                    // The child is not reaped yet, so its pid (the group's id) is still ours.
-                    let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-                    let _ = nix::sys::signal::killpg(group, signal);
-                    forwarded = Some(signal);
-                }
-                _ => {}
-            }
+            let Some(signal) = self.events.next(None).and_then(Event::to_forward) else {
+                continue;
+            };
+            // The child is not reaped yet, so its pid (the group's id) is still ours.
+            let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            let _ = nix::sys::signal::killpg(group, signal);
+            forwarded = Some(signal);
+            stop_asked |= matches!(signal, Signal::SIGINT | Signal::SIGTERM);
         }
     }
 
-    /// Waits `delay`; `false` if SIGINT or SIGTERM came first.
+    /// Waits `delay`; `false` if a signal to forward came first (there is no one to forward it
+    /// to: it stops the supervisor).
     fn pause(&self, delay: Duration) -> bool {
         let until = Instant::now() + delay;
         loop {
@@ -227,7 +230,7 @@ impl Supervisor<'_> {
                 return true;
             }
             if let Some(event) = self.events.next(Some(left)) {
-                if event.is_stop() {
+                if event.to_forward().is_some() {
                     say!("stopped while waiting to restart");
                     return false;
                 }
@@ -397,7 +400,7 @@ enum Verdict {
     /// Exit code 0 and no crash recorded: nothing to keep.
     Clean,
     /// Ended by the signal forwarded to it (or exited with 128 + its number) and no crash
-    /// recorded: the stop that was asked for.
+    /// recorded: the stop that was asked for (or that a closing terminal brought).
     Stopped(Signal),
     /// Killed by another signal, a nonzero exit code, or a crash recorded in the ring.
     Abnormal,
@@ -469,6 +472,7 @@ mod tests {
             pid: 7,
             status,
             forwarded,
+            stop_asked: forwarded.is_some(),
             ring: PathBuf::from("r.ring"),
             lived: Duration::ZERO,
         }

@@ -1,32 +1,39 @@
-//! What the supervisor waits for, as one stream of events: SIGINT and SIGTERM to forward,
-//! SIGCHLD when a child may have ended, and the export thread saying it is done.
+//! What the supervisor waits for, as one stream of events: SIGINT, SIGTERM, SIGHUP and SIGQUIT
+//! to forward, SIGCHLD when a child may have ended, and the export thread saying it is done.
 //!
 //! `signal-hook` turns the signals into messages read by one thread (its handler only writes to
 //! a pipe), so the main loop can wait with a timeout while it backs off between restarts. The
 //! signals are caught, not blocked: a blocked mask would be inherited by the service, which
 //! could then never be stopped; caught signals are reset to their default action by `exec`.
 
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
-use signal_hook::consts::{SIGCHLD, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Something that happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A signal arrived: SIGINT or SIGTERM (to forward), or SIGCHLD.
+    /// A signal arrived: one to forward, or SIGCHLD.
     Signal(Signal),
     /// The export thread finished its last job after being told to close.
     Idle,
 }
 
 impl Event {
-    /// Whether it asks the supervisor to stop: SIGINT or SIGTERM.
-    pub fn is_stop(self) -> bool {
-        matches!(self, Event::Signal(Signal::SIGINT | Signal::SIGTERM))
+    /// The signal to forward to the service, if it is one: SIGINT and SIGTERM, and SIGHUP and
+    /// SIGQUIT, which a terminal sends to its foreground process group (the supervisor's, not
+    /// the service's) when it closes or on Ctrl-\\.
+    pub fn to_forward(self) -> Option<Signal> {
+        match self {
+            Event::Signal(
+                signal @ (Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP | Signal::SIGQUIT),
+            ) => Some(signal),
+            _ => None,
+        }
     }
 }
 
@@ -37,10 +44,11 @@ pub struct Events {
 }
 
 impl Events {
-    /// Catches SIGINT, SIGTERM and SIGCHLD from now on and starts the thread that reads them.
+    /// Catches the signals to forward and SIGCHLD from now on and starts the thread that reads
+    /// them.
     pub fn start() -> anyhow::Result<Events> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGCHLD])
-            .context("cannot catch SIGINT and SIGTERM to forward them")?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD])
+            .context("cannot catch the signals to forward")?;
         let (sender, receiver) = mpsc::channel();
         let forward = sender.clone();
         std::thread::Builder::new()
@@ -69,10 +77,7 @@ impl Events {
         match timeout {
             // `self` holds a sender, so the channel never disconnects.
             None => self.receiver.recv().ok(),
-            Some(timeout) => match self.receiver.recv_timeout(timeout) {
-                Ok(event) => Some(event),
-                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
-            },
+            Some(timeout) => self.receiver.recv_timeout(timeout).ok(),
         }
     }
 }
