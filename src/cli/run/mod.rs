@@ -108,7 +108,7 @@ impl Supervisor<'_> {
     fn supervise<M: Machine>(&mut self) -> Result<ExitCode, Failure> {
         let mut instance = self.start()?;
         say!(
-            "started {} (pid {}), recording to {}",
+            "started {} (pid {}) with FLIGHTREC_PATH={}",
             self.rings.stem,
             instance.child.id(),
             instance.ring.display()

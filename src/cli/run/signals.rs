@@ -6,12 +6,14 @@
 //! signals are caught, not blocked: a blocked mask would be inherited by the service, which
 //! could then never be stopped; caught signals are reset to their default action by `exec`.
 
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 /// Something that happened.
@@ -49,6 +51,10 @@ impl Events {
     pub fn start() -> anyhow::Result<Events> {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD])
             .context("cannot catch the signals to forward")?;
+        // A closed stderr must not kill the supervisor (leaving the service unsupervised): with
+        // SIGPIPE caught, writes fail with EPIPE instead, and the lines are dropped.
+        signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))
+            .context("cannot catch SIGPIPE")?;
         let (sender, receiver) = mpsc::channel();
         let forward = sender.clone();
         std::thread::Builder::new()
