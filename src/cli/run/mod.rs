@@ -133,45 +133,55 @@ impl Supervisor<'_> {
                 }
                 Verdict::Abnormal => {}
             }
-            let job = self.plan::<M>(&ended, &ring);
-            let restart = self.restart && !ended.stop_asked;
-            let delay = if restart {
-                self.backoff.after(ended.lived)
-            } else {
-                Duration::ZERO
-            };
-            // Restart before anything else: the export waits, the service does not.
-            let next = if restart && delay.is_zero() {
-                Some(self.start())
-            } else {
-                None
-            };
-            let then = match (&next, restart) {
-                (Some(Ok(instance)), _) => format!("restarted as pid {}", instance.child.id()),
-                (Some(Err(_)), _) => "cannot restart it".into(),
-                (None, true) => format!(
-                    "restarting in {} ms: {} quick crashes in a row (within {} s of starting)",
-                    delay.as_millis(),
-                    self.backoff.quick_crashes,
-                    QUICK_CRASH.as_secs()
-                ),
-                (None, false) => "not restarted".into(),
-            };
-            say!(
-                "{}; {then}",
-                crash_line(&self.rings.stem, &ended, &ring, &job)
-            );
-            if let Some(job) = job {
-                self.keeper.submit(job);
-            }
-            instance = match next {
-                Some(started) => started?,
-                None if restart => match self.pause(delay) {
-                    true => self.start()?,
-                    false => return Ok(mirror(ended.status)),
-                },
+            match self.after_crash::<M>(&ended, &ring)? {
+                Some(next) => instance = next,
                 None => return Ok(mirror(ended.status)),
-            };
+            }
+        }
+    }
+
+    /// Restarts the service if it should be (at once, or after the backoff delay), says what
+    /// happened, and hands its ring to the keeper. `None` when no instance follows.
+    fn after_crash<M: Machine>(
+        &mut self,
+        ended: &Ended,
+        ring: &RingFacts,
+    ) -> Result<Option<Instance>, Failure> {
+        let job = self.plan::<M>(ended, ring);
+        let restart = self.restart && !ended.stop_asked;
+        let delay = if restart {
+            self.backoff.after(ended.lived)
+        } else {
+            Duration::ZERO
+        };
+        // Restart before anything else: the export waits, the service does not.
+        let next = (restart && delay.is_zero()).then(|| self.start());
+        let then = match (&next, restart) {
+            (Some(Ok(instance)), _) => format!("restarted as pid {}", instance.child.id()),
+            (Some(Err(_)), _) => "cannot restart it".into(),
+            (None, true) => format!(
+                "restarting in {} ms: {} quick crashes in a row (within {} s of starting)",
+                delay.as_millis(),
+                self.backoff.quick_crashes,
+                QUICK_CRASH.as_secs()
+            ),
+            (None, false) => "not restarted".into(),
+        };
+        say!(
+            "{}; {then}",
+            crash_line(&self.rings.stem, ended, ring, &job)
+        );
+        if let Some(job) = job {
+            self.keeper.submit(job);
+        }
+        match next {
+            Some(started) => started.map(Some),
+            None if restart && self.pause(delay) => {
+                let instance = self.start()?;
+                say!("restarted as pid {}", instance.child.id());
+                Ok(Some(instance))
+            }
+            None => Ok(None),
         }
     }
 
