@@ -188,8 +188,13 @@ enum Mode {
 enum Op {
     Put(String, i64),
     Drop(String),
-    Mark { id: u32, ratio: f64 },
+    Mark {
+        id: u32,
+        ratio: f64,
+    },
     Cycle,
+    /// Panics with this message.
+    Fail(String),
 }
 
 impl Machine for Shapes {
@@ -224,6 +229,7 @@ impl Machine for Shapes {
                 }
                 self.log.push(format!("cycle {}", tick.seq));
             }
+            Op::Fail(why) => panic!("{why}"),
         }
         self.last = Some(op.clone());
     }
@@ -285,6 +291,89 @@ fn exports_of_states_of_every_shape_agree_with_the_history() {
             "state after position {position}"
         );
     }
+}
+
+/// A panic the replay caught (the recorded crash, replayed) travels in the export: `replay
+/// --at` shows it at its input, `inspect` lists it and the Chrome trace marks the input, without
+/// the machine, as the ring file's replay does with it.
+#[test]
+fn an_export_carries_the_panics_of_its_replay() {
+    const WHY: &str = "the books do not balance";
+    let dir = tempfile::tempdir().unwrap();
+    let ring = dir.path().join("failing.ring");
+    let mut recorded = Builder::new()
+        .path(&ring)
+        .input_lane_bytes(1 << 20)
+        .trace_lanes(1)
+        .trace_lane_bytes(16 << 10)
+        .state_capacity(1 << 20)
+        .crash_capture(false)
+        .counters(false)
+        .build(Shapes::default())
+        .expect("create a ring");
+    for i in 0..50 {
+        recorded.apply(&Op::Put(format!("k{}", i % 5), i));
+    }
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        recorded.apply(&Op::Fail(WHY.into()))
+    }));
+    assert!(failed.is_err(), "the input panics when recorded");
+    drop(recorded);
+    let mut history = History::<Shapes>::open(&ring).unwrap();
+    assert_eq!(history.panics().len(), 1, "{:?}", history.panics());
+    let out = dir.path().join("failing.flightrec");
+    export_history(
+        &mut history,
+        &out,
+        &HistoryExportOptions::default(),
+        &mut |_, _| {},
+    )
+    .unwrap();
+    let export = Export::open(&out).unwrap();
+    assert_eq!(export.metadata().replay_panics, history.panics());
+    assert_eq!(export.metadata().replay_panic_count, 1);
+    let last = (history.len() - 1).to_string();
+    assert_eq!(history.panics()[0].index.to_string(), last);
+
+    let json = |at: &str| -> Value {
+        let output = flightrec(&["replay", arg(&out), "--at", at, "--json"]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    assert_eq!(json(&last)["panic"]["message"], WHY);
+    assert_eq!(json("3")["panic"], Value::Null);
+    let replay = text(&flightrec(&["replay", arg(&out), "--at", &last]).stdout);
+    assert!(replay.contains(&format!("  panicked: {WHY}\n")), "{replay}");
+    let inspect = text(&flightrec(&["inspect", arg(&out)]).stdout);
+    assert!(
+        inspect.contains(&format!("input {last} panicked during replay: {WHY}")),
+        "{inspect}"
+    );
+    let inspect: Value =
+        serde_json::from_slice(&flightrec(&["inspect", arg(&out), "--json"]).stdout).unwrap();
+    assert_eq!(inspect["replay_panic_count"], 1);
+    assert_eq!(inspect["replay_panics"][0]["message"], WHY);
+
+    let chrome = dir.path().join("failing.json");
+    let output = flightrec(&[
+        "export",
+        arg(&out),
+        "--format",
+        "chrome",
+        "-o",
+        arg(&chrome),
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let trace: Value = serde_json::from_slice(&std::fs::read(&chrome).unwrap()).unwrap();
+    let panicked: Vec<&Value> = trace["traceEvents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["cat"] == "input" && e["args"]["panicked"].is_string())
+        .collect();
+    assert_eq!(panicked.len(), 1);
+    assert_eq!(panicked[0]["args"]["panicked"], WHY);
+    assert_eq!(panicked[0]["args"]["seq"].to_string(), last);
 }
 
 #[test]

@@ -11,6 +11,7 @@ use flightrec_replayer::export::format::{self, Frame, Trailer, FRAME_HEADER_LEN,
 use flightrec_replayer::export::{
     EventKind, Export, ExportError, ExportOptions, ExportWriter, InputEntry, Metadata,
 };
+use flightrec_replayer::ReplayPanic;
 use fuzz::{Mutation, Outcome, Pristine, RefField, Synthetic, Watchdog, HANG_LIMIT};
 use proptest::prelude::*;
 
@@ -271,6 +272,24 @@ fn the_writer_refuses_records_out_of_order() {
     ));
     writer.push_keyframe(5, &tree).unwrap();
     // A keyframe past the last input is found at the end.
+    assert!(matches!(writer.finish(), Err(ExportError::Misuse { .. })));
+    assert!(!path.exists());
+
+    // So is a replay panic past the last input.
+    let panic = ReplayPanic {
+        index: 2,
+        seq: 2,
+        message: "too late".into(),
+        location: None,
+    };
+    let metadata = Metadata {
+        replay_panics: vec![panic],
+        replay_panic_count: 1,
+        ..Metadata::default()
+    };
+    let mut writer = ExportWriter::create(&path, metadata).unwrap();
+    one_input(&mut writer);
+    one_input(&mut writer);
     assert!(matches!(writer.finish(), Err(ExportError::Misuse { .. })));
     assert!(!path.exists());
 }

@@ -302,6 +302,11 @@ fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure
         meta.machine_name, meta.machine_version, meta.pid, meta.host
     );
     let mut chrome = ChromeWriter::begin(out, origin, meta.pid, &process, &other)?;
+    let panics: HashMap<u64, &str> = meta
+        .replay_panics
+        .iter()
+        .map(|p| (p.index as u64, p.message.as_str()))
+        .collect();
     let mut start = 0;
     while start < export.event_count() {
         let events = export
@@ -315,7 +320,7 @@ fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure
                     event.position,
                     event.unix_ns,
                     &event.summary,
-                    None,
+                    panics.get(&event.position).copied(),
                 )?,
                 EventKind::Trace => {
                     let level = Level::from_code(event.level).map_or("damaged", Level::as_str);
@@ -401,6 +406,8 @@ pub fn inspect(file: &Path, as_json: bool) -> Result<ExitCode, Failure> {
             "crash": crash,
             "losses": losses,
             "verification": meta.verification,
+            "replay_panics": meta.replay_panics,
+            "replay_panic_count": meta.replay_panic_count,
             "base_seq": meta.base_seq,
             "last_seq": last_seq,
             "inputs": inputs,
@@ -456,6 +463,10 @@ pub fn inspect(file: &Path, as_json: bool) -> Result<ExitCode, Failure> {
         }
     }
     line("verified", meta.verification.clone());
+    let panic_count = usize::try_from(meta.replay_panic_count).unwrap_or(usize::MAX);
+    for text in super::replay::panic_lines(&meta.replay_panics, panic_count) {
+        line("", text);
+    }
     let range = match last_seq {
         Some(last) => format!("inputs #{}..=#{last}", meta.base_seq),
         None => "no input".into(),
@@ -554,13 +565,17 @@ pub fn replay(file: &Path, at: Option<u64>, as_json: bool) -> Result<ExitCode, F
     let input = event.input_tree().unwrap_or(Value::Null);
     let changes = export.diff(position).map_err(failure)?;
     let state = export.state_tree(position).map_err(failure)?;
+    let panic = meta
+        .replay_panics
+        .iter()
+        .find(|p| p.index as u64 == position);
     if as_json {
         let step = json!({
             "seq": event.seq,
             "position": position,
             "unix_ns": event.unix_ns,
             "input": input,
-            "panic": null,
+            "panic": panic,
             "diff": changes,
             "state": state,
         });
@@ -577,6 +592,9 @@ pub fn replay(file: &Path, at: Option<u64>, as_json: bool) -> Result<ExitCode, F
         utc(event.unix_ns)
     );
     let _ = writeln!(out, "  {}", event.summary);
+    if let Some(panic) = panic {
+        let _ = writeln!(out, "  panicked: {}", panic.message);
+    }
     let _ = writeln!(out, "changed");
     out.push_str(&render_changes(&changes, DIFF_LIMIT, "  "));
     let _ = writeln!(out, "state after input #{}", event.seq);

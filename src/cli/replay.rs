@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use flightrec_replayer::tree::{self, Value};
-use flightrec_replayer::{History, ReplayError, ReplayOptions, Verification, MAX_PANICS_KEPT};
+use flightrec_replayer::{
+    History, ReplayError, ReplayOptions, ReplayPanic, Verification, MAX_PANICS_KEPT,
+};
 use flightrec_schemas::Machine;
 
 use super::time::utc;
@@ -294,6 +296,28 @@ fn container_size(value: &Value) -> String {
     }
 }
 
+/// The inputs that panicked during replay, one line each (the first few), then how many more:
+/// `count` in all.
+pub fn panic_lines(panics: &[ReplayPanic], count: usize) -> Vec<String> {
+    let mut lines: Vec<String> = panics
+        .iter()
+        .take(PANICS_SHOWN)
+        .map(|panic| {
+            format!(
+                "input {} panicked during replay: {}",
+                panic.seq, panic.message
+            )
+        })
+        .collect();
+    if count > PANICS_SHOWN {
+        lines.push(format!(
+            "… and {} more panics (--json lists the first {MAX_PANICS_KEPT})",
+            count - PANICS_SHOWN
+        ));
+    }
+    lines
+}
+
 /// The full verification report as text.
 fn render_verification<M: Machine + Clone>(history: &History<M>) -> String {
     let mut out = String::new();
@@ -333,19 +357,8 @@ fn render_verification<M: Machine + Clone>(history: &History<M>) -> String {
             end - checked_to
         );
     }
-    for panic in history.panics().iter().take(PANICS_SHOWN) {
-        let _ = writeln!(
-            out,
-            "  input {} panicked during replay: {}",
-            panic.seq, panic.message
-        );
-    }
-    if history.panic_count() > PANICS_SHOWN {
-        let _ = writeln!(
-            out,
-            "  … and {} more panics (--json lists the first {MAX_PANICS_KEPT})",
-            history.panic_count() - PANICS_SHOWN
-        );
+    for line in panic_lines(history.panics(), history.panic_count()) {
+        let _ = writeln!(out, "  {line}");
     }
     match &verification.divergence {
         None => {

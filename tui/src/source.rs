@@ -244,8 +244,8 @@ impl Source for Export {
             checkpoints,
             checks: Vec::new(),
             verification: brief_verification(&meta.verification).to_owned(),
-            panics: Vec::new(),
-            panic_count: 0,
+            panics: meta.replay_panics.clone(),
+            panic_count: usize::try_from(meta.replay_panic_count).unwrap_or(usize::MAX),
             export: Some(self.path().display().to_string()),
         }
     }

@@ -279,6 +279,17 @@ impl ExportWriter {
                 )));
             }
         }
+        if let Some(panic) = self
+            .metadata
+            .replay_panics
+            .iter()
+            .find(|p| p.index as u64 >= len)
+        {
+            return Err(self.misuse(format!(
+                "a replay panic at position {}, but only {len} inputs",
+                panic.index
+            )));
+        }
         if self.metadata.keyframe_interval == 0 && self.keyframes.len() > 1 {
             let span = self.keyframes.last().map_or(0, |k| k.0) - self.keyframes[0].0;
             let interval = span / (self.keyframes.len() as u64 - 1);
