@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::io::{self, Write};
 
 use anyhow::Context as _;
-use flightrec_replayer::export::{trace_edge, EventKind, Export};
+use flightrec_replayer::export::{EventKind, Export};
 use flightrec_replayer::{tree, Fate, History, TraceRecord};
 use flightrec_schemas::trace::{Level, TraceKind};
 use flightrec_schemas::Machine;
@@ -514,6 +514,11 @@ pub fn of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure> {
         meta.machine_name, meta.machine_version, meta.pid, meta.host
     );
     let mut trace = PerfettoWriter::begin(out, meta.record_start_unix_ns, meta.pid, &process)?;
+    let panics: HashMap<u64, &str> = meta
+        .replay_panics
+        .iter()
+        .map(|p| (p.index as u64, p.message.as_str()))
+        .collect();
     let mut start = 0;
     while start < export.event_count() {
         let events = export
@@ -527,11 +532,11 @@ pub fn of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure> {
                     event.position,
                     event.unix_ns,
                     &event.summary,
-                    None,
+                    panics.get(&event.position).copied(),
                 )?,
                 EventKind::Trace => {
                     let level = Level::from_code(event.level).map_or("damaged", Level::as_str);
-                    let (kind, message) = trace_edge(&event.summary);
+                    let (kind, message) = (event.trace_kind, &event.summary);
                     trace.trace(&event.name, event.unix_ns, level, kind, message)?;
                 }
             }
