@@ -28,14 +28,17 @@
 //!   - `export_history` is `export_history` of the `History`: the above plus stepping through
 //!     every state, flattening each, diffing it with the one before, and building the input
 //!     trees, on two threads.
+//!   - Last run (medians, one shared 2-core machine, whose load moves the baseline by up to 2x
+//!     between runs): `lz4_same_bytes` 143 ms, `writer` 240 ms (0.59x its speed; 0.27x before
+//!     the writer reused its buffers), `export_history` 1.41 s.
 //! - The size of each export beside its ring file is printed at setup: the ring file's size
 //!   (the input lane sized to the next power of two of slots that holds every input), and the
-//!   64-byte slots its inputs fill. Last run: 100,000 inputs, export 1.84x the ring file
-//!   (157 B/input vs 85); 10M inputs, 1.42x (152 B/input vs 107).
+//!   64-byte slots its inputs fill. Last run (format 2): 100,000 inputs, export 1.77x the ring
+//!   file (151 B/input vs 85); 10M inputs, 1.35x (145 B/input vs 107).
 //! - `export_10M` is an export of 10,000,000 inputs (1 GiB input lane), recorded and replayed
 //!   once outside the timing, then written as `writer` writes (inputs prepared on one thread in
-//!   batches, written on another): `export_history` of 10M inputs takes over three minutes on
-//!   two cores, this about 80 s (printed). Its chunks are `export_history`'s (checked on the
+//!   batches, written on another): `export_history` of 10M inputs takes minutes on two cores,
+//!   this about 65 s (printed). Its chunks are `export_history`'s (checked on the
 //!   100,000). `open_and_jump` is `Export::open` of the file, then `state_tree` and `input` of
 //!   a position drawn from a seeded RNG: one keyframe, at most 1,023 diffs and one event chunk
 //!   decoded. `open` is `Export::open` alone (header, trailer and the whole footer checked).
