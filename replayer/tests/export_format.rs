@@ -195,6 +195,30 @@ fn an_empty_history_opens() {
 // ---------------------------------------------------------------------------------------------
 // The writer's rules
 
+/// An export of another format version is refused at its header, with an error naming both
+/// versions (its footer may mean something else).
+#[test]
+fn other_format_versions_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.flightrec");
+    let mut writer = ExportWriter::create(&path, Metadata::default()).unwrap();
+    one_input(&mut writer);
+    writer.finish().unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    for version in [1, format::FORMAT_VERSION + 1] {
+        bytes[8..12].copy_from_slice(&u32::to_le_bytes(version));
+        std::fs::write(&path, &bytes).unwrap();
+        let error = Export::open(&path).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            matches!(error, ExportError::Format { offset: 8, .. })
+                && message.contains(&format!("format version {version}"))
+                && message.contains(&format!("reads version {}", format::FORMAT_VERSION)),
+            "{message}"
+        );
+    }
+}
+
 fn one_input(writer: &mut ExportWriter) {
     let tree = serde_json::json!("x");
     writer

@@ -362,7 +362,12 @@ pub fn encode_events(scratch: &mut Scratch, first_event: u64, events: &PendingEv
 
 /// Builds the `DiffChunk` message of the pending diffs in `scratch`.
 pub fn encode_diffs(scratch: &mut Scratch, diffs: &PendingDiffs) {
-    scratch.build(diffs.message_bytes(), |message| {
+    build_diffs(scratch, diffs, diffs.message_bytes());
+}
+
+/// [`encode_diffs`] in a segment sized for `estimate` bytes.
+fn build_diffs(scratch: &mut Scratch, diffs: &PendingDiffs, estimate: usize) {
+    scratch.build(estimate, |message| {
         let root = message.init_root::<schema::diff_chunk::Builder>();
         let mut list = root.init_diffs(diffs.diffs.len() as u32);
         let bytes = &diffs.bytes;
@@ -790,4 +795,35 @@ fn decode_metadata(m: schema::metadata::Reader<'_>, bytes: usize) -> DecodeResul
         replay_panics,
         replay_panic_count: m.get_replay_panic_count(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A message larger than its segment was sized for grows into heap segments and still
+    /// reads back: the size estimate costs speed, never correctness.
+    #[test]
+    fn a_message_outgrowing_its_estimate_reads_back() {
+        let change = |i: usize| Change {
+            path: Path(vec![crate::tree::Segment::Index(i)]),
+            before: Some(serde_json::json!(i)),
+            after: Some(serde_json::json!("x".repeat(i * 7))),
+        };
+        let changes_of =
+            |position: u64| -> Vec<Change> { (0..position as usize % 7).map(change).collect() };
+        let mut diffs = PendingDiffs::default();
+        for position in 0..300 {
+            diffs.push(position, &changes_of(position));
+        }
+        let mut scratch = Scratch::default();
+        for estimate in [0, 64, diffs.message_bytes()] {
+            build_diffs(&mut scratch, &diffs, estimate);
+            let decoded = decode_diffs(scratch.message()).expect("decodes");
+            assert_eq!(decoded.len(), 300);
+            for (position, changes) in decoded {
+                assert_eq!(changes, changes_of(position), "position {position}");
+            }
+        }
+    }
 }
