@@ -9,6 +9,8 @@ use std::io::{self, Write};
 use flightrec_schemas::trace::TraceKind;
 use serde_json::{json, Value};
 
+use super::export::{Recording, TraceSink};
+
 /// The category of input events.
 pub const INPUT_CATEGORY: &str = "input";
 
@@ -19,6 +21,8 @@ pub struct ChromeWriter<W: Write> {
     any: bool,
     /// Unix ns of time 0: the first event.
     origin: u64,
+    /// The latest time written (Unix ns): where an end of unknown time is put.
+    latest_ns: u64,
     pid: u32,
     /// Track of each thread, by name; the inputs' lane is 1.
     tids: HashMap<String, u32>,
@@ -27,29 +31,34 @@ pub struct ChromeWriter<W: Write> {
 }
 
 impl<W: Write> ChromeWriter<W> {
-    /// Starts the file: `origin` is the Unix time (ns) shown as 0, `process` names the process
-    /// track, and `other` goes to `otherData`.
-    pub fn begin(
-        mut out: W,
-        origin: u64,
-        pid: u32,
-        process: &str,
-        other: &Value,
-    ) -> io::Result<ChromeWriter<W>> {
+    /// Starts the file: time 0 is the recording's first event, the process track is named
+    /// after the recording, and `otherData` says what was traced.
+    pub fn begin(mut out: W, recording: &Recording) -> io::Result<ChromeWriter<W>> {
+        let origin = recording.first_unix_ns;
+        let other = json!({
+            "machine": recording.machine,
+            "source": recording.source,
+            "status": recording.status,
+            "base_seq": recording.base_seq,
+            "inputs": recording.inputs,
+            "origin_unix_ns": origin,
+        });
         out.write_all(b"{\"displayTimeUnit\":\"ms\",\"otherData\":")?;
-        serde_json::to_writer(&mut out, other)?;
+        serde_json::to_writer(&mut out, &other)?;
         out.write_all(b",\"traceEvents\":[\n")?;
+        let pid = recording.pid;
         let mut writer = ChromeWriter {
             out,
             any: false,
             origin,
+            latest_ns: origin,
             pid,
             tids: HashMap::new(),
             open: HashMap::new(),
         };
         writer.event(&json!({
             "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-            "args": { "name": process },
+            "args": { "name": recording.process },
         }))?;
         writer.tid("input")?;
         Ok(writer)
@@ -65,8 +74,10 @@ impl<W: Write> ChromeWriter<W> {
         Ok(())
     }
 
-    /// Microseconds since the origin (negative before it).
-    fn ts(&self, unix_ns: u64) -> f64 {
+    /// Microseconds since the origin (negative before it); `unix_ns` is the latest time
+    /// written if it is later than any before.
+    fn ts(&mut self, unix_ns: u64) -> f64 {
+        self.latest_ns = self.latest_ns.max(unix_ns);
         (i128::from(unix_ns) - i128::from(self.origin)) as f64 / 1000.0
     }
 
@@ -89,8 +100,17 @@ impl<W: Write> ChromeWriter<W> {
         Ok(tid)
     }
 
+    /// Ends the file and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        self.out.write_all(b"\n]}\n")?;
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> TraceSink for ChromeWriter<W> {
     /// An input: an instant event on the inputs' track.
-    pub fn input(
+    fn input(
         &mut self,
         seq: u64,
         position: u64,
@@ -103,14 +123,15 @@ impl<W: Write> ChromeWriter<W> {
         if let Some(message) = panicked {
             args["panicked"] = json!(message);
         }
+        let ts = self.ts(unix_ns);
         self.event(&json!({
             "name": summary, "cat": INPUT_CATEGORY, "ph": "i", "s": "t",
-            "ts": self.ts(unix_ns), "pid": self.pid, "tid": tid, "args": args,
+            "ts": ts, "pid": self.pid, "tid": tid, "args": args,
         }))
     }
 
-    /// A trace record of `thread`: a span edge or a point event (`level` 0: damaged).
-    pub fn trace(
+    /// A trace record of `thread`: a span edge or a point event.
+    fn trace(
         &mut self,
         thread: &str,
         unix_ns: u64,
@@ -146,27 +167,23 @@ impl<W: Write> ChromeWriter<W> {
     }
 
     /// A recorded checkpoint: a global instant event.
-    pub fn checkpoint(&mut self, input_seq: u64, unix_ns: u64, hash: u64) -> io::Result<()> {
+    fn checkpoint(&mut self, input_seq: u64, unix_ns: u64, hash: u64) -> io::Result<()> {
+        let ts = self.ts(unix_ns);
         self.event(&json!({
             "name": format!("checkpoint before input {input_seq}"), "cat": "checkpoint",
-            "ph": "i", "s": "g", "ts": self.ts(unix_ns), "pid": self.pid, "tid": 0,
+            "ph": "i", "s": "g", "ts": ts, "pid": self.pid, "tid": 0,
             "args": { "input_seq": input_seq, "hash": format!("{hash:016x}") },
         }))
     }
 
-    /// The end of the recording: a crash or death, as a global instant event.
-    pub fn end(&mut self, unix_ns: u64, status: &str, cause: &str) -> io::Result<()> {
+    /// The end of the recording: a crash or death, as a global instant event at `unix_ns`, or
+    /// at the latest event when the time of death is unknown.
+    fn end(&mut self, unix_ns: Option<u64>, status: &str, cause: &str) -> io::Result<()> {
+        let ts = self.ts(unix_ns.unwrap_or(self.latest_ns));
         self.event(&json!({
             "name": format!("{status}: {cause}"), "cat": "crash", "ph": "i", "s": "g",
-            "ts": self.ts(unix_ns), "pid": self.pid, "tid": 0,
+            "ts": ts, "pid": self.pid, "tid": 0,
             "args": { "status": status, "cause": cause },
         }))
-    }
-
-    /// Ends the file and returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        self.out.write_all(b"\n]}\n")?;
-        self.out.flush()?;
-        Ok(self.out)
     }
 }

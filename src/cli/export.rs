@@ -15,13 +15,13 @@ use flightrec_replayer::export::{
     HistoryExportOptions, DEFAULT_KEYFRAME_EVERY,
 };
 use flightrec_replayer::tree::{self, Value};
-use flightrec_replayer::{Fate, History};
+use flightrec_replayer::{Fate, History, TraceRecord};
 use flightrec_schemas::trace::{Level, TraceKind};
 use flightrec_schemas::Machine;
 use serde_json::json;
 
 use super::chrome::ChromeWriter;
-use super::perfetto;
+use super::perfetto::PerfettoWriter;
 use super::progress::Counter;
 use super::replay::{open_history, render_changes, render_value, MemoryArgs, DIFF_LIMIT};
 use super::time::{bytes, utc};
@@ -101,22 +101,16 @@ pub fn run<M: Machine + Clone>(args: ExportArgs) -> Result<ExitCode, Failure> {
             )));
         }
         let export = open_export(&args.file)?;
-        write_output(&args.output, args.force, |out| match args.format {
-            Format::Perfetto => perfetto::of_export(&export, out),
-            _ => chrome_of_export(&export, out),
+        write_output(&args.output, args.force, |out| {
+            trace_of_export(&export, args.format, out)
         })?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut history = open_history::<M>(&args.file, &args.memory.options())?;
     match args.format {
-        Format::Perfetto => {
+        Format::Perfetto | Format::Chrome => {
             write_output(&args.output, args.force, |out| {
-                perfetto::of_history(&history, out).map_err(Failure::from)
-            })?;
-        }
-        Format::Chrome => {
-            write_output(&args.output, args.force, |out| {
-                chrome_of_history(&history, out).map_err(Failure::from)
+                trace_of_history(&history, args.format, out)
             })?;
         }
         Format::Flightrec => {
@@ -185,123 +179,232 @@ fn write_output(
     result
 }
 
-/// The Chrome trace of a replayed history.
-fn chrome_of_history<M: Machine + Clone>(
+/// What a trace file says of the recording as a whole, gathered before its events.
+pub(super) struct Recording {
+    /// The machine's name and version: "ledger v1".
+    pub machine: String,
+    /// The process track's name: the machine, its pid and its host.
+    pub process: String,
+    pub pid: u32,
+    /// Where the events were read: a ring file or an export.
+    pub source: String,
+    /// How the recording ended: "crashed", "died", "exited", "running".
+    pub status: String,
+    pub base_seq: u64,
+    pub inputs: u64,
+    /// When the ring file was created (Unix ns).
+    pub created_unix_ns: u64,
+    /// The earliest of the first input, the first trace event and the checkpoints (Unix ns);
+    /// `created_unix_ns` when there is none.
+    pub first_unix_ns: u64,
+}
+
+impl Recording {
+    fn new(
+        (name, version): (&str, u32),
+        pid: u32,
+        host: &str,
+        source: String,
+        status: &str,
+    ) -> Recording {
+        Recording {
+            machine: format!("{name} v{version}"),
+            process: format!("{name} v{version} (pid {pid} on {host})"),
+            pid,
+            source,
+            status: status.to_owned(),
+            base_seq: 0,
+            inputs: 0,
+            created_unix_ns: 0,
+            first_unix_ns: 0,
+        }
+    }
+
+    fn of_history<M: Machine + Clone>(history: &History<M>) -> Recording {
+        let summary = history.summary();
+        let first_input = history.input(0).map(|e| e.unix_ns);
+        let first_trace = history.traces().first().map(|t| t.unix_ns);
+        let first = [first_input, first_trace]
+            .into_iter()
+            .flatten()
+            .chain(summary.checkpoints.iter().map(|c| c.unix_ns))
+            .min();
+        let machine = (summary.machine.name.as_str(), summary.machine.version);
+        let source = summary.path.clone();
+        Recording {
+            base_seq: history.base_seq(),
+            inputs: history.len() as u64,
+            created_unix_ns: summary.created_unix_ns,
+            first_unix_ns: first.unwrap_or(summary.created_unix_ns),
+            ..Recording::new(
+                machine,
+                summary.pid,
+                &summary.host,
+                source,
+                summary.status.as_str(),
+            )
+        }
+    }
+
+    fn of_export(export: &Export) -> Result<Recording, Failure> {
+        let meta = export.metadata();
+        let first = if export.event_count() > 0 {
+            Some(export.event(0).map_err(failure)?.unix_ns)
+        } else {
+            None
+        };
+        let first = first
+            .into_iter()
+            .chain(export.checkpoints().iter().map(|c| c.unix_ns))
+            .min();
+        let machine = (meta.machine_name.as_str(), meta.machine_version);
+        let source = export.path().display().to_string();
+        Ok(Recording {
+            base_seq: meta.base_seq,
+            inputs: export.len(),
+            created_unix_ns: meta.record_start_unix_ns,
+            first_unix_ns: first.unwrap_or(meta.record_start_unix_ns),
+            ..Recording::new(machine, meta.pid, &meta.host, source, &meta.status)
+        })
+    }
+}
+
+/// A trace file written as a recording is walked, in time order within each kind: the Chrome
+/// and the Perfetto writers. Each starts from a [`Recording`] and is given its events by
+/// [`walk_history`] or [`walk_export`].
+pub(super) trait TraceSink {
+    /// An input, at its position among the inputs and with the message of its replay's panic.
+    fn input(
+        &mut self,
+        seq: u64,
+        position: u64,
+        unix_ns: u64,
+        summary: &str,
+        panicked: Option<&str>,
+    ) -> std::io::Result<()>;
+
+    /// A trace record of `thread`: a span edge or a point event (`level` "damaged": a payload
+    /// that did not decode).
+    fn trace(
+        &mut self,
+        thread: &str,
+        unix_ns: u64,
+        level: &str,
+        kind: TraceKind,
+        message: &str,
+    ) -> std::io::Result<()>;
+
+    /// A recorded checkpoint, taken before input `input_seq`.
+    fn checkpoint(&mut self, input_seq: u64, unix_ns: u64, hash: u64) -> std::io::Result<()>;
+
+    /// The crash or death that ended the recording, at `unix_ns` when that is known (else the
+    /// writer puts it at the latest event).
+    fn end(&mut self, unix_ns: Option<u64>, status: &str, cause: &str) -> std::io::Result<()>;
+}
+
+/// Writes the trace of a replayed history in `format` (Chrome or Perfetto).
+fn trace_of_history<M: Machine + Clone>(
     history: &History<M>,
+    format: Format,
     out: &mut impl Write,
-) -> anyhow::Result<()> {
+) -> Result<(), Failure> {
+    let recording = Recording::of_history(history);
+    write_trace(format, &recording, out, |sink| walk_history(history, sink))
+}
+
+/// Writes the trace of an export in `format` (Chrome or Perfetto).
+fn trace_of_export(export: &Export, format: Format, out: &mut impl Write) -> Result<(), Failure> {
+    let recording = Recording::of_export(export)?;
+    write_trace(format, &recording, out, |sink| walk_export(export, sink))
+}
+
+/// Begins the writer of `format`, hands it to `walk`, and ends the file.
+fn write_trace<W: Write>(
+    format: Format,
+    recording: &Recording,
+    out: W,
+    walk: impl FnOnce(&mut dyn TraceSink) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    if format == Format::Perfetto {
+        let mut sink = PerfettoWriter::begin(out, recording)?;
+        walk(&mut sink)?;
+        sink.finish()?;
+    } else {
+        let mut sink = ChromeWriter::begin(out, recording)?;
+        walk(&mut sink)?;
+        sink.finish()?;
+    }
+    Ok(())
+}
+
+/// Gives `sink` a replayed history's inputs with the trace records between them, then its
+/// checkpoints and how it ended.
+fn walk_history<M: Machine + Clone>(
+    history: &History<M>,
+    sink: &mut dyn TraceSink,
+) -> Result<(), Failure> {
     let summary = history.summary();
-    let first_input = history.input(0).map(|e| e.unix_ns);
-    let first_trace = history.traces().first().map(|t| t.unix_ns);
-    let origin = [first_input, first_trace]
-        .into_iter()
-        .flatten()
-        .chain(summary.checkpoints.iter().map(|c| c.unix_ns))
-        .min()
-        .unwrap_or(summary.created_unix_ns);
-    let other = json!({
-        "machine": format!("{} v{}", summary.machine.name, summary.machine.version),
-        "source": summary.path,
-        "status": summary.status.as_str(),
-        "base_seq": history.base_seq(),
-        "inputs": history.len(),
-        "origin_unix_ns": origin,
-    });
-    let process = format!(
-        "{} v{} (pid {} on {})",
-        summary.machine.name, summary.machine.version, summary.pid, summary.host
-    );
-    let mut chrome = ChromeWriter::begin(out, origin, summary.pid, &process, &other)?;
     let panics: HashMap<usize, &str> = history
         .panics()
         .iter()
         .map(|p| (p.index, p.message.as_str()))
         .collect();
-    let mut traces = history.traces().iter().peekable();
+    let mut records = history.traces().iter().peekable();
     for index in 0..history.len() {
         let event = history
             .input(index)
             .with_context(|| format!("input at position {index} does not decode"))?;
-        while let Some(trace) = traces.next_if(|t| t.ticks < event.ticks) {
-            write_trace(&mut chrome, trace)?;
+        while let Some(record) = records.next_if(|t| t.ticks < event.ticks) {
+            trace_record(sink, record)?;
         }
-        let summary = tree::brief(&tree::tree_of(&event.input));
+        let name = tree::brief(&tree::tree_of(&event.input));
         let panicked = panics.get(&index).copied();
-        chrome.input(event.seq, index as u64, event.unix_ns, &summary, panicked)?;
+        sink.input(event.seq, index as u64, event.unix_ns, &name, panicked)?;
     }
-    for trace in traces {
-        write_trace(&mut chrome, trace)?;
+    for record in records {
+        trace_record(sink, record)?;
     }
     for checkpoint in &summary.checkpoints {
         let hash = u64::from_str_radix(&checkpoint.hash, 16).unwrap_or(0);
-        chrome.checkpoint(checkpoint.seq, checkpoint.unix_ns, hash)?;
+        sink.checkpoint(checkpoint.seq, checkpoint.unix_ns, hash)?;
     }
     if matches!(summary.status, Fate::Crashed | Fate::Died) {
-        let cause = match &summary.crash {
-            Some(crash) => crash.message.clone(),
-            None => "no cause recorded".to_owned(),
-        };
-        let when = summary.crash.as_ref().map(|c| c.time_unix_ns);
-        let last = history.len().checked_sub(1).and_then(|i| history.input(i));
-        if let Some(when) = when.or(last.map(|e| e.unix_ns)) {
-            chrome.end(when, summary.status.as_str(), &cause)?;
-        }
+        let crash = summary.crash.as_ref();
+        let cause = crash.map_or("no cause recorded", |c| c.message.as_str());
+        // As the export's metadata has it, so that both give the end the same time.
+        let when = crash.map(|c| c.time_unix_ns).or(summary.exited_unix_ns);
+        sink.end(when, summary.status.as_str(), cause)?;
     }
-    chrome.finish()?;
     Ok(())
 }
 
-fn write_trace<W: Write>(
-    chrome: &mut ChromeWriter<W>,
-    trace: &flightrec_replayer::TraceRecord,
-) -> std::io::Result<()> {
-    match &trace.event {
-        Some(event) => chrome.trace(
-            &trace.thread,
-            trace.unix_ns,
+/// A ring file's trace record, or what is left of one whose payload did not decode.
+fn trace_record(sink: &mut dyn TraceSink, record: &TraceRecord) -> std::io::Result<()> {
+    match &record.event {
+        Some(event) => sink.trace(
+            &record.thread,
+            record.unix_ns,
             event.level.as_str(),
             event.kind,
             &event.message,
         ),
-        None => chrome.trace(
-            &trace.thread,
-            trace.unix_ns,
+        None => sink.trace(
+            &record.thread,
+            record.unix_ns,
             "damaged",
             TraceKind::Event,
-            &trace_summary(trace),
+            &trace_summary(record),
         ),
     }
 }
 
 /// Events read from an export at a time.
-pub(super) const EVENTS_AT_ONCE: u64 = 4096;
+const EVENTS_AT_ONCE: u64 = 4096;
 
-/// The Chrome trace of an export.
-fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure> {
+/// Gives `sink` an export's events (inputs and trace records, in the order stored), then its
+/// checkpoints and how it ended.
+fn walk_export(export: &Export, sink: &mut dyn TraceSink) -> Result<(), Failure> {
     let meta = export.metadata();
-    let first = if export.event_count() > 0 {
-        Some(export.event(0).map_err(failure)?.unix_ns)
-    } else {
-        None
-    };
-    let origin = first
-        .into_iter()
-        .chain(export.checkpoints().iter().map(|c| c.unix_ns))
-        .min()
-        .unwrap_or(meta.record_start_unix_ns);
-    let other = json!({
-        "machine": format!("{} v{}", meta.machine_name, meta.machine_version),
-        "source": export.path().display().to_string(),
-        "status": meta.status,
-        "base_seq": meta.base_seq,
-        "inputs": export.len(),
-        "origin_unix_ns": origin,
-    });
-    let process = format!(
-        "{} v{} (pid {} on {})",
-        meta.machine_name, meta.machine_version, meta.pid, meta.host
-    );
-    let mut chrome = ChromeWriter::begin(out, origin, meta.pid, &process, &other)?;
     let panics: HashMap<u64, &str> = meta
         .replay_panics
         .iter()
@@ -315,7 +418,7 @@ fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure
         start += EVENTS_AT_ONCE;
         for event in &events {
             match event.kind {
-                EventKind::Input => chrome.input(
+                EventKind::Input => sink.input(
                     event.seq,
                     event.position,
                     event.unix_ns,
@@ -324,37 +427,24 @@ fn chrome_of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure
                 )?,
                 EventKind::Trace => {
                     let level = Level::from_code(event.level).map_or("damaged", Level::as_str);
-                    chrome.trace(
-                        &event.name,
-                        event.unix_ns,
-                        level,
-                        event.trace_kind,
-                        &event.summary,
-                    )?
+                    let (kind, message) = (event.trace_kind, &event.summary);
+                    sink.trace(&event.name, event.unix_ns, level, kind, message)?;
                 }
             }
         }
     }
     for checkpoint in export.checkpoints() {
-        chrome.checkpoint(checkpoint.input_seq, checkpoint.unix_ns, checkpoint.hash)?;
+        sink.checkpoint(checkpoint.input_seq, checkpoint.unix_ns, checkpoint.hash)?;
     }
     if meta.status == "crashed" || meta.status == "died" {
-        let cause = meta
-            .crash
-            .as_ref()
-            .map(|c| c.message.clone())
-            .or_else(|| meta.cause_of_death.clone())
-            .unwrap_or_else(|| "no cause recorded".into());
-        let when = meta
-            .crash
-            .as_ref()
-            .map(|c| c.time_unix_ns)
-            .or(meta.record_end_unix_ns);
-        if let Some(when) = when {
-            chrome.end(when, &meta.status, &cause)?;
-        }
+        let crash = meta.crash.as_ref();
+        let cause = crash
+            .map(|c| c.message.as_str())
+            .or(meta.cause_of_death.as_deref())
+            .unwrap_or("no cause recorded");
+        let when = crash.map(|c| c.time_unix_ns).or(meta.record_end_unix_ns);
+        sink.end(when, &meta.status, cause)?;
     }
-    chrome.finish()?;
     Ok(())
 }
 

@@ -12,15 +12,10 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 
-use anyhow::Context as _;
-use flightrec_replayer::export::{EventKind, Export};
-use flightrec_replayer::{tree, Fate, History, TraceRecord};
-use flightrec_schemas::trace::{Level, TraceKind};
-use flightrec_schemas::Machine;
+use flightrec_schemas::trace::TraceKind;
 use prost::Message as _;
 
-use super::export::{failure, EVENTS_AT_ONCE};
-use super::Failure;
+use super::export::{Recording, TraceSink};
 
 /// The few messages of Perfetto's trace format that the writer uses, with the field numbers of
 /// Perfetto's own definitions in `protos/perfetto/trace/`: `trace.proto`, `trace_packet.proto`,
@@ -184,7 +179,7 @@ struct ThreadTrack {
 }
 
 /// Writes a Perfetto trace, one packet at a time.
-pub struct PerfettoWriter<W: Write> {
+pub(super) struct PerfettoWriter<W: Write> {
     out: W,
     /// The packet being encoded (reused).
     buf: Vec<u8>,
@@ -196,9 +191,10 @@ pub struct PerfettoWriter<W: Write> {
 }
 
 impl<W: Write> PerfettoWriter<W> {
-    /// Starts the trace: a clock snapshot at `now_ns` (a Unix time), the process track named
-    /// `process`, and the inputs' track.
-    pub fn begin(out: W, now_ns: u64, pid: u32, process: &str) -> io::Result<PerfettoWriter<W>> {
+    /// Starts the trace: a clock snapshot at the recording's creation (a Unix time), the
+    /// process track named after the recording, and the inputs' track.
+    pub(super) fn begin(out: W, recording: &Recording) -> io::Result<PerfettoWriter<W>> {
+        let (now_ns, pid, process) = (recording.created_unix_ns, recording.pid, &recording.process);
         let mut writer = PerfettoWriter {
             out,
             buf: Vec::with_capacity(256),
@@ -291,8 +287,24 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(self.threads.get_mut(name).expect("inserted above"))
     }
 
+    /// Closes the spans still open at the latest time written, and returns the writer.
+    pub fn finish(mut self) -> io::Result<W> {
+        let mut open: Vec<(u64, usize)> = self.threads.values().map(|t| (t.uuid, t.open)).collect();
+        open.sort_unstable();
+        let when = self.latest_ns;
+        for (uuid, depth) in open {
+            for _ in 0..depth {
+                self.event(when, slice_end(uuid))?;
+            }
+        }
+        self.out.flush()?;
+        Ok(self.out)
+    }
+}
+
+impl<W: Write> TraceSink for PerfettoWriter<W> {
     /// An input: an instant on the inputs' track, with its position and sequence number.
-    pub fn input(
+    fn input(
         &mut self,
         seq: u64,
         position: u64,
@@ -312,7 +324,7 @@ impl<W: Write> PerfettoWriter<W> {
 
     /// A trace record of `thread`: a span edge or a point event (`level` "damaged": a payload
     /// that did not decode).
-    pub fn trace(
+    fn trace(
         &mut self,
         thread: &str,
         unix_ns: u64,
@@ -341,7 +353,7 @@ impl<W: Write> PerfettoWriter<W> {
     }
 
     /// A recorded checkpoint: an instant on the checkpoints' track.
-    pub fn checkpoint(&mut self, input_seq: u64, unix_ns: u64, hash: u64) -> io::Result<()> {
+    fn checkpoint(&mut self, input_seq: u64, unix_ns: u64, hash: u64) -> io::Result<()> {
         if !self.checkpoints_declared {
             self.checkpoints_declared = true;
             self.named_track(CHECKPOINTS_UUID, CHECKPOINTS_TRACK)?;
@@ -359,25 +371,11 @@ impl<W: Write> PerfettoWriter<W> {
 
     /// The end of the recording, a crash or a death: an instant on the process track at
     /// `unix_ns`, or at the latest event when the time of death is unknown.
-    pub fn end(&mut self, unix_ns: Option<u64>, status: &str, cause: &str) -> io::Result<()> {
+    fn end(&mut self, unix_ns: Option<u64>, status: &str, cause: &str) -> io::Result<()> {
         let when = unix_ns.unwrap_or(self.latest_ns);
         let name = format!("{status}: {cause}");
         let annotations = vec![string("status", status), string("cause", cause)];
         self.event(when, instant(PROCESS_UUID, &name, "crash", annotations))
-    }
-
-    /// Closes the spans still open at the latest time written, and returns the writer.
-    pub fn finish(mut self) -> io::Result<W> {
-        let mut open: Vec<(u64, usize)> = self.threads.values().map(|t| (t.uuid, t.open)).collect();
-        open.sort_unstable();
-        let when = self.latest_ns;
-        for (uuid, depth) in open {
-            for _ in 0..depth {
-                self.event(when, slice_end(uuid))?;
-            }
-        }
-        self.out.flush()?;
-        Ok(self.out)
     }
 }
 
@@ -440,120 +438,4 @@ fn string(name: &str, value: &str) -> DebugAnnotation {
         name: Some(name.to_owned()),
         value: Some(AnnotationValue::String(value.to_owned())),
     }
-}
-
-/// The Perfetto trace of a replayed history.
-pub fn of_history<M: Machine + Clone>(
-    history: &History<M>,
-    out: &mut impl Write,
-) -> anyhow::Result<()> {
-    let summary = history.summary();
-    let process = format!(
-        "{} v{} (pid {} on {})",
-        summary.machine.name, summary.machine.version, summary.pid, summary.host
-    );
-    let mut trace = PerfettoWriter::begin(out, summary.created_unix_ns, summary.pid, &process)?;
-    let panics: HashMap<usize, &str> = history
-        .panics()
-        .iter()
-        .map(|p| (p.index, p.message.as_str()))
-        .collect();
-    let mut records = history.traces().iter().peekable();
-    for index in 0..history.len() {
-        let event = history
-            .input(index)
-            .with_context(|| format!("input at position {index} does not decode"))?;
-        while let Some(record) = records.next_if(|t| t.ticks < event.ticks) {
-            write_record(&mut trace, record)?;
-        }
-        let name = tree::brief(&tree::tree_of(&event.input));
-        let panicked = panics.get(&index).copied();
-        trace.input(event.seq, index as u64, event.unix_ns, &name, panicked)?;
-    }
-    for record in records {
-        write_record(&mut trace, record)?;
-    }
-    for checkpoint in &summary.checkpoints {
-        let hash = u64::from_str_radix(&checkpoint.hash, 16).unwrap_or(0);
-        trace.checkpoint(checkpoint.seq, checkpoint.unix_ns, hash)?;
-    }
-    if matches!(summary.status, Fate::Crashed | Fate::Died) {
-        let crash = summary.crash.as_ref();
-        let cause = crash.map_or("no cause recorded", |c| c.message.as_str());
-        let when = crash.map(|c| c.time_unix_ns);
-        trace.end(when, summary.status.as_str(), cause)?;
-    }
-    trace.finish()?;
-    Ok(())
-}
-
-fn write_record<W: Write>(trace: &mut PerfettoWriter<W>, record: &TraceRecord) -> io::Result<()> {
-    match &record.event {
-        Some(event) => trace.trace(
-            &record.thread,
-            record.unix_ns,
-            event.level.as_str(),
-            event.kind,
-            &event.message,
-        ),
-        None => trace.trace(
-            &record.thread,
-            record.unix_ns,
-            "damaged",
-            TraceKind::Event,
-            &flightrec_replayer::export::trace_summary(record),
-        ),
-    }
-}
-
-/// The Perfetto trace of an export.
-pub fn of_export(export: &Export, out: &mut impl Write) -> Result<(), Failure> {
-    let meta = export.metadata();
-    let process = format!(
-        "{} v{} (pid {} on {})",
-        meta.machine_name, meta.machine_version, meta.pid, meta.host
-    );
-    let mut trace = PerfettoWriter::begin(out, meta.record_start_unix_ns, meta.pid, &process)?;
-    let panics: HashMap<u64, &str> = meta
-        .replay_panics
-        .iter()
-        .map(|p| (p.index as u64, p.message.as_str()))
-        .collect();
-    let mut start = 0;
-    while start < export.event_count() {
-        let events = export
-            .events(start..start + EVENTS_AT_ONCE)
-            .map_err(failure)?;
-        start += EVENTS_AT_ONCE;
-        for event in &events {
-            match event.kind {
-                EventKind::Input => trace.input(
-                    event.seq,
-                    event.position,
-                    event.unix_ns,
-                    &event.summary,
-                    panics.get(&event.position).copied(),
-                )?,
-                EventKind::Trace => {
-                    let level = Level::from_code(event.level).map_or("damaged", Level::as_str);
-                    let (kind, message) = (event.trace_kind, &event.summary);
-                    trace.trace(&event.name, event.unix_ns, level, kind, message)?;
-                }
-            }
-        }
-    }
-    for checkpoint in export.checkpoints() {
-        trace.checkpoint(checkpoint.input_seq, checkpoint.unix_ns, checkpoint.hash)?;
-    }
-    if meta.status == "crashed" || meta.status == "died" {
-        let crash = meta.crash.as_ref();
-        let cause = crash
-            .map(|c| c.message.as_str())
-            .or(meta.cause_of_death.as_deref())
-            .unwrap_or("no cause recorded");
-        let when = crash.map(|c| c.time_unix_ns).or(meta.record_end_unix_ns);
-        trace.end(when, &meta.status, cause)?;
-    }
-    trace.finish()?;
-    Ok(())
 }
