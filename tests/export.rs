@@ -569,3 +569,21 @@ fn a_damaged_export_is_refused_with_one_line_and_exit_2() {
     ]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }
+
+#[test]
+fn an_existing_output_is_refused_before_the_input_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.flightrec");
+    std::fs::write(&out, b"kept").unwrap();
+    // The input does not exist: reading it first would fail with exit 2 and say so, after
+    // what on a real ring is minutes of replay.
+    let missing = dir.path().join("missing.ring");
+    for format in ["flightrec", "chrome", "perfetto"] {
+        let output = flightrec(&["export", arg(&missing), "--format", format, "-o", arg(&out)]);
+        let stderr = text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{format}: {stderr}");
+        assert!(stderr.contains("already exists"), "{format}: {stderr}");
+        assert!(stderr.contains("--force"), "{format}: {stderr}");
+    }
+    assert_eq!(std::fs::read(&out).unwrap(), b"kept");
+}

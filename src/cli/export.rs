@@ -92,6 +92,8 @@ pub(super) fn failure(error: ExportError) -> Failure {
 }
 
 pub fn run<M: Machine + Clone>(args: ExportArgs) -> Result<ExitCode, Failure> {
+    // Before the replay and the export, which take minutes on a large ring, not after them.
+    refuse_to_replace(&args.output, args.force)?;
     if is_export(&args.file) {
         if args.format == Format::Flightrec {
             return Err(Failure::bad_input(anyhow::anyhow!(
@@ -146,13 +148,8 @@ pub fn run<M: Machine + Clone>(args: ExportArgs) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes `path` through `write`, under a temporary name that is renamed into place when it
-/// succeeds; refuses to replace an existing file unless `force`.
-fn write_output(
-    path: &Path,
-    force: bool,
-    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), Failure>,
-) -> Result<(), Failure> {
+/// An error if `path` exists and may not be replaced.
+fn refuse_to_replace(path: &Path, force: bool) -> Result<(), Failure> {
     if !force && path.symlink_metadata().is_ok() {
         return Err(anyhow::anyhow!(
             "{} already exists (not overwritten); use --force to replace it",
@@ -160,6 +157,18 @@ fn write_output(
         )
         .into());
     }
+    Ok(())
+}
+
+/// Writes `path` through `write`, under a temporary name that is renamed into place when it
+/// succeeds; refuses to replace an existing file unless `force` (checked again: it may have
+/// appeared meanwhile).
+fn write_output(
+    path: &Path,
+    force: bool,
+    write: impl FnOnce(&mut BufWriter<File>) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    refuse_to_replace(path, force)?;
     let name = path
         .file_name()
         .map_or_else(|| "trace".into(), |n| n.to_string_lossy().into_owned());
