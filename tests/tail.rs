@@ -428,3 +428,20 @@ fn tail_shows_another_machines_inputs_by_size() {
     assert!(span.contains("warn "), "{span}");
     assert_eq!(lines.last().unwrap(), "-- the service exited cleanly");
 }
+
+#[test]
+fn tail_of_an_export_says_what_to_do_instead() {
+    let tmp = TempDir::new().unwrap();
+    let export = tmp.path().join("crash.flightrec");
+    let mut bytes = flightrec::replayer::export::format::MAGIC.to_vec();
+    bytes.resize(4096, 0);
+    std::fs::write(&export, bytes).unwrap();
+    let output = flightrec().arg("tail").arg(&export).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("is an export"), "{stderr}");
+    assert!(
+        stderr.contains("`inspect` and `replay` read exports"),
+        "{stderr}"
+    );
+}

@@ -48,6 +48,13 @@ pub struct TailArgs {
 }
 
 pub fn run<M: Machine>(args: TailArgs) -> Result<ExitCode, Failure> {
+    if super::export::is_export(&args.file) {
+        return Err(Failure::bad_input(anyhow::anyhow!(
+            "{} is an export, which holds a recording that has ended: `tail` follows the ring \
+             file of a running service (`inspect` and `replay` read exports)",
+            args.file.display()
+        )));
+    }
     let interval = Duration::from_millis(args.interval);
     let ring = open_when_ready(&args.file, interval)?;
     let interrupts = Interrupts::block()?;
