@@ -78,18 +78,23 @@ impl RingMap {
 /// buffers of up to the file's size; with 4 KiB pages a 1 GiB lane costs a quarter of a million
 /// page faults, a good part of the time it takes to read. Only a hint: it changes no contents.
 pub fn prefer_huge_pages<T>(buffer: &mut Vec<T>) {
+    prefer_huge_pages_in(buffer.spare_capacity_mut());
+}
+
+/// [`prefer_huge_pages`] for memory not yet touched that is already part of a buffer (such as a
+/// `vec![0; n]`, whose pages the kernel supplies zeroed on first touch).
+pub fn prefer_huge_pages_in<T>(memory: &mut [T]) {
     const HUGE: usize = 2 << 20;
-    let spare = buffer.spare_capacity_mut();
-    let bytes = std::mem::size_of_val(spare);
+    let bytes = std::mem::size_of_val(memory);
     if bytes < 2 * HUGE {
         return;
     }
-    let start = spare.as_mut_ptr() as usize;
+    let start = memory.as_mut_ptr() as usize;
     let aligned = start.next_multiple_of(HUGE);
     let len = (start + bytes - aligned) / HUGE * HUGE;
-    // SAFETY: `aligned..aligned + len` lies within the vector's own allocation (its spare
-    // capacity, rounded inwards to whole huge pages), and MADV_HUGEPAGE only changes how the
-    // kernel backs those pages, never their contents or validity. Failure is harmless.
+    // SAFETY: `aligned..aligned + len` lies within `memory` (rounded inwards to whole huge
+    // pages), which the caller owns, and MADV_HUGEPAGE only changes how the kernel backs those
+    // pages, never their contents or validity. Failure is harmless.
     unsafe {
         libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
     }

@@ -9,12 +9,15 @@ use std::ops::Range;
 use flightrec_schemas::checkpoint::{state_hash, CheckpointHeader, Counters, BODY_WORDS};
 use flightrec_schemas::header::{LaneInfo, LaneKind};
 use flightrec_schemas::layout::{
-    checkpoint as c, lane_control, slot, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS, SLOT_SIZE,
+    checkpoint as c, lane_control, slot, CHECKPOINT_HEADER_SIZE, CHECKPOINT_SLOTS,
 };
-use flightrec_schemas::slot::{Corruption, SlotState, Slots, SLOT_WORDS};
+use flightrec_schemas::slot::{Corruption, Slots, SLOT_WORDS};
 use flightrec_schemas::sync::Ordering;
 
 use crate::ring::Ring;
+
+mod parts;
+use parts::Read;
 
 /// One recovered record, borrowed from its [`LaneRecords`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,7 +78,8 @@ pub struct LaneRecords {
     ticks: Vec<u64>,
     /// Where each record's payload starts in `bytes`.
     starts: Vec<u64>,
-    steps: Vec<Step>,
+    /// Each record's [`Step`], as its bits.
+    steps: Vec<u64>,
     bytes: Vec<u8>,
     /// Records found mid-write (the writer was writing them when it stopped, or is now), by the
     /// index of their first slot. A torn record of several slots counts once.
@@ -110,7 +114,7 @@ impl LaneRecords {
             seq: self.seqs[index],
             pos: self.positions[index],
             ticks: self.ticks[index],
-            payload: &self.bytes[start..start + self.steps[index].len()],
+            payload: &self.bytes[start..start + Step(self.steps[index]).len()],
         })
     }
 
@@ -143,7 +147,7 @@ impl LaneRecords {
         let steps = &self.steps[indices.clone()];
         let ticks = &self.ticks[indices];
         // The first record's time is the one before it plus its delta, whatever that one was.
-        let previous = match steps.first().and_then(|s| s.delta()) {
+        let previous = match steps.first().and_then(|&s| Step(s).delta()) {
             Some(delta) => ticks[0].wrapping_sub(delta),
             None => 0,
         };
@@ -179,13 +183,13 @@ impl LaneRecords {
         self.positions.push(pos);
         self.ticks.push(ticks);
         self.starts.push(start as u64);
-        self.steps.push(Step::new(len, ticks, previous));
+        self.steps.push(Step::new(len, ticks, previous).0);
     }
 }
 
 /// Time and payload of a run of records, in order: see [`LaneRecords::timed_payloads`].
 pub(crate) struct TimedPayloads<'a> {
-    steps: std::slice::Iter<'a, Step>,
+    steps: std::slice::Iter<'a, u64>,
     /// The times of the run, read only where a step's delta is [`FAR`].
     ticks: &'a [u64],
     /// The payloads of the run, back to back, and those after it.
@@ -201,7 +205,7 @@ impl<'a> Iterator for TimedPayloads<'a> {
 
     #[inline]
     fn next(&mut self) -> Option<(u64, &'a [u8])> {
-        let step = *self.steps.next()?;
+        let step = Step(*self.steps.next()?);
         let ticks = match step.delta() {
             Some(delta) => self.previous.wrapping_add(delta),
             None => self.ticks[self.at],
@@ -325,10 +329,10 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     let oldest = oldest_slot(words, lane.slot_count);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
     let parts = cores.min(lane.slot_count / SLOTS_PER_THREAD).max(1);
-    let Part {
+    let Read {
         records: mut out,
         mut continuations,
-    } = read_in_parts(&slots, oldest, parts);
+    } = parts::read(&slots, oldest, parts);
     order_by_sequence(&mut out);
     out.torn.sort_unstable();
     continuations.sort_unstable();
@@ -344,118 +348,6 @@ pub fn recover_lane(ring: &Ring, lane: &LaneInfo) -> LaneRecords {
     out.recorded = next_seq.max(saved_next);
     out.dropped_too_large = ring.lane_control(lane, lane_control::DROPPED_TOO_LARGE);
     out
-}
-
-/// The records read from a run of slots, and the continuation slots met on the way.
-struct Part {
-    records: LaneRecords,
-    continuations: Vec<u64>,
-}
-
-impl Part {
-    /// Reads the slots at reading positions `range` (0 is the oldest slot), with room reserved
-    /// for `room` slots' records: the first part gets room for the whole lane, so that joining
-    /// the others to it does not move it.
-    fn read(slots: &Slots<'_>, oldest: u64, range: Range<u64>, room: u64) -> Part {
-        let mut out = LaneRecords::default();
-        // At most one record per slot, and no more payload than the slots hold: bounded by the
-        // file.
-        let most = room as usize;
-        for column in [
-            &mut out.seqs,
-            &mut out.positions,
-            &mut out.ticks,
-            &mut out.starts,
-        ] {
-            column.reserve(most);
-            crate::map::prefer_huge_pages(column);
-        }
-        out.steps.reserve(most);
-        crate::map::prefer_huge_pages(&mut out.steps);
-        out.bytes.reserve(most * (SLOT_SIZE - 8) as usize);
-        crate::map::prefer_huge_pages(&mut out.bytes);
-        let mut continuations = Vec::new();
-        for at in range {
-            // The slot count is a power of two.
-            let index = (oldest + at) & (slots.slot_count() - 1);
-            let start = out.bytes.len();
-            match slots.read_append(index, &mut out.bytes) {
-                SlotState::Record(header) => out.push(header.seq, header.pos, header.ticks, start),
-                SlotState::Torn => out.torn.push(index),
-                SlotState::Overwritten => out.overwritten += 1,
-                SlotState::Corrupt(why) => out.corrupt.push((index, why)),
-                SlotState::Continuation => continuations.push(index),
-                SlotState::Empty => {}
-            }
-        }
-        Part {
-            records: out,
-            continuations,
-        }
-    }
-
-    /// Appends `next`, the part read right after this one.
-    fn join(&mut self, next: Part) {
-        let (out, part) = (&mut self.records, next.records);
-        let offset = out.bytes.len() as u64;
-        // Each part's first step counted its time from zero: count it from this part's last.
-        if let (Some(&first), Some(step)) = (part.ticks.first(), part.steps.first()) {
-            let previous = out.ticks.last().copied().unwrap_or(0);
-            out.steps
-                .push(Step::new(step.len() as u32, first, previous));
-            out.steps.extend_from_slice(&part.steps[1..]);
-        }
-        out.seqs.extend_from_slice(&part.seqs);
-        out.positions.extend_from_slice(&part.positions);
-        out.ticks.extend_from_slice(&part.ticks);
-        out.starts
-            .extend(part.starts.iter().map(|start| start + offset));
-        out.bytes.extend_from_slice(&part.bytes);
-        out.torn.extend_from_slice(&part.torn);
-        out.overwritten += part.overwritten;
-        out.corrupt.extend_from_slice(&part.corrupt);
-        self.continuations.extend_from_slice(&next.continuations);
-    }
-}
-
-/// Reads every slot, from the oldest, in `parts` runs of slots, each on a thread of its own but
-/// the first (a run is read here when no thread can be started), and joins them.
-fn read_in_parts(slots: &Slots<'_>, oldest: u64, parts: u64) -> Part {
-    let slot_count = slots.slot_count();
-    let read = |range: Range<u64>, room| Part::read(slots, oldest, range, room);
-    if parts <= 1 {
-        return read(0..slot_count, slot_count);
-    }
-    let bounds: Vec<Range<u64>> = (0..parts)
-        .map(|p| p * slot_count / parts..(p + 1) * slot_count / parts)
-        .collect();
-    std::thread::scope(|scope| {
-        let read = &read;
-        let others: Vec<_> = bounds[1..]
-            .iter()
-            .map(|range| {
-                let (part, room) = (range.clone(), range.end - range.start);
-                std::thread::Builder::new()
-                    .name("flightrec-recover".into())
-                    .spawn_scoped(scope, move || read(part, room))
-                    .map_err(|_| range.clone())
-            })
-            .collect();
-        let mut whole = read(bounds[0].clone(), slot_count);
-        for other in others {
-            whole.join(match other {
-                Ok(thread) => thread
-                    .join()
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                // No thread: read that part here.
-                Err(range) => {
-                    let room = range.end - range.start;
-                    read(range, room)
-                }
-            });
-        }
-        whole
-    })
 }
 
 /// The slot holding the oldest position of a lane that has wrapped, found by a binary search
@@ -647,13 +539,10 @@ fn read_checkpoint(
 
 #[cfg(test)]
 mod tests {
-    use super::{
-        oldest_slot, order_by_sequence, read_in_parts, torn_records, LaneRecords, Part, FAR,
-        LEN_BITS,
-    };
+    use super::{oldest_slot, order_by_sequence, torn_records, LaneRecords, Step, FAR, LEN_BITS};
     use flightrec_schemas::layout::slot::CONTINUATION;
-    use flightrec_schemas::slot::{Slots, SLOT_WORDS};
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use flightrec_schemas::slot::SLOT_WORDS;
+    use std::sync::atomic::AtomicU64;
 
     /// A lane of `stamps.len()` slots with these stamps.
     fn lane(stamps: &[u64]) -> Vec<AtomicU64> {
@@ -664,46 +553,6 @@ mod tests {
             words[i * SLOT_WORDS] = AtomicU64::new(stamp);
         }
         words
-    }
-
-    /// Everything a part holds, to compare two ways of reading the same slots.
-    fn contents(part: &Part) -> impl PartialEq + std::fmt::Debug + '_ {
-        let r = &part.records;
-        let corrupt: Vec<_> = r
-            .corrupt
-            .iter()
-            .map(|(i, why)| (i, why.to_string()))
-            .collect();
-        (
-            (&r.seqs, &r.positions, &r.ticks, &r.starts),
-            (r.steps.iter().map(|s| s.0).collect::<Vec<_>>(), &r.bytes),
-            (&r.torn, r.overwritten, corrupt, &part.continuations),
-        )
-    }
-
-    #[test]
-    fn reading_in_parts_finds_what_one_reading_finds() {
-        // A wrapped lane of records of 0 to 150 bytes (up to four slots, some across the end),
-        // with a torn record and a corrupt one.
-        let words: Vec<AtomicU64> = (0..64 * SLOT_WORDS).map(|_| AtomicU64::new(0)).collect();
-        let slots = Slots::new(&words).expect("64 slots");
-        let mut pos = 0;
-        for seq in 0..90u64 {
-            let payload: Vec<u8> = (0..(seq * 37 % 151) as u8).collect();
-            pos += slots.write(pos, seq, 1_000 + seq * seq, &payload);
-        }
-        let head = |slot: usize| &words[slot * SLOT_WORDS];
-        let torn = (0..64).find(|&i| head(i).load(Ordering::Relaxed) & CONTINUATION == 0);
-        head(torn.expect("a head slot")).store(0, Ordering::Relaxed);
-        words[40 * SLOT_WORDS + 5].fetch_xor(1, Ordering::Relaxed);
-        let oldest = oldest_slot(&words, 64);
-        let whole = read_in_parts(&slots, oldest, 1);
-        assert!(!whole.records.torn.is_empty() && !whole.records.corrupt.is_empty());
-        assert!(whole.records.len() > 20 && !whole.continuations.is_empty());
-        for parts in 2..=9 {
-            let joined = read_in_parts(&slots, oldest, parts);
-            assert_eq!(contents(&joined), contents(&whole), "in {parts} parts");
-        }
     }
 
     #[test]
@@ -780,7 +629,7 @@ mod tests {
             lane.bytes.extend(std::iter::repeat_n(i as u8, i));
             lane.push(i as u64, i as u64, ticks, start);
         }
-        assert!(lane.steps.iter().all(|s| s.len() < 1 << LEN_BITS));
+        assert!(lane.steps.iter().all(|&s| Step(s).len() < 1 << LEN_BITS));
         for from in 0..times.len() {
             let replayed: Vec<_> = lane.timed_payloads(from..times.len()).collect();
             let expected: Vec<_> = lane
