@@ -65,14 +65,17 @@ pub fn render(s: &Summary) -> String {
     if let Some(error) = &s.crash_error {
         line("", format!("crash record unreadable: {error}"));
     }
+    // Lanes are named after threads, such as `conn 127.0.0.1:36662`: the column fits the longest.
+    let name_width = s.lanes.iter().map(|l| l.name.chars().count() + 1);
+    let name_width = name_width.max().unwrap_or(0).max(14);
     let mut table = format!(
-        "{:<14}{:<7}{:>10}{:>10}{:>9}{:>6}{:>9}{:>6}{:>9}",
+        "{:<name_width$}{:<7}{:>10}{:>10}{:>9}{:>6}{:>9}{:>6}{:>9}",
         "lane", "kind", "recorded", "retained", "lost", "torn", "corrupt", "gaps", "dropped"
     );
     for lane in &s.lanes {
         let _ = write!(
             table,
-            "\n{:<12}{:<14}{:<7}{:>10}{:>10}{:>9}{:>6}{:>9}{:>6}{:>9}",
+            "\n{:<12}{:<name_width$}{:<7}{:>10}{:>10}{:>9}{:>6}{:>9}{:>6}{:>9}",
             "",
             lane.name,
             lane.kind,

@@ -249,6 +249,21 @@ fn a_crashed_store_verifies_and_replays_to_what_its_clients_wrote() {
     assert_eq!(inspect["crash"]["kind"], "panic");
     assert_eq!(inspect["crash"]["message"], "counter overflow");
     assert_eq!(inspect["crash"]["thread"], "main");
+    // The text's lane table keeps each lane's name apart from its kind, however long the
+    // connection thread's name.
+    let text = kvstore(&["flightrec", "inspect", ring]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    for lane in inspect["lanes"].as_array().unwrap() {
+        let (name, kind) = (
+            lane["name"].as_str().unwrap(),
+            lane["kind"].as_str().unwrap(),
+        );
+        let mut rows = text.lines().skip_while(|l| !l.starts_with("lanes")).skip(1);
+        let row = rows.find_map(|l| Some(&l[l.find(name)? + name.len()..]));
+        let row = row.unwrap_or_else(|| panic!("no row for lane {name}:\n{text}"));
+        assert!(row.starts_with(' '), "{name}{row}");
+        assert!(row.trim_start().starts_with(kind), "{name}{row}");
+    }
 
     let verify = flightrec_json(&["verify", ring], 0);
     assert_eq!(verify["passed"], true);
