@@ -445,3 +445,46 @@ fn tail_of_an_export_says_what_to_do_instead() {
         "{stderr}"
     );
 }
+
+#[test]
+fn tail_names_a_lane_that_a_thread_claims_after_it_started() {
+    let tmp = TempDir::new().unwrap();
+    let mut recorded = Builder::new()
+        .dir(tmp.path())
+        .input_lane_bytes(64 << 10)
+        .trace_lanes(1)
+        .trace_lane_bytes(16 << 10)
+        .state_capacity(4 << 10)
+        .crash_capture(false)
+        .counters(false)
+        .build(Tally::default())
+        .unwrap();
+    recorded.apply(&vec![1]);
+    let ring = recorded.path().to_owned();
+    let mut tail = Tail::start([
+        OsStr::new("--from-start"),
+        OsStr::new("--json"),
+        ring.as_os_str(),
+    ]);
+    // Once it shows the input, tail has read the lane names: the trace lane had none yet.
+    tail.until("the input", |l| l.contains(r#""type":"input""#));
+    let tracer = recorded.tracer();
+    std::thread::Builder::new()
+        .name("late".into())
+        .spawn(move || tracer.event(Level::Info, "hello"))
+        .unwrap()
+        .join()
+        .unwrap();
+    let line = tail.until("the late thread's event", |l| {
+        l.contains(r#""message":"hello""#)
+    });
+    recorded.finish();
+    let (_, status) = tail.finish("tail of a lane claimed late");
+    assert!(status.success());
+    let event: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (&event["thread"], &event["lane"]),
+        (&"late".into(), &"late".into()),
+        "{line}"
+    );
+}

@@ -58,7 +58,7 @@ pub fn run<M: Machine>(args: TailArgs) -> Result<ExitCode, Failure> {
     let interval = Duration::from_millis(args.interval);
     let ring = open_when_ready(&args.file, interval)?;
     let interrupts = Interrupts::block()?;
-    let view = View::<M>::new(&ring, &args);
+    let mut view = View::<M>::new(&ring, &args);
     if std::io::stderr().is_terminal() {
         eprintln!("{}", view.banner(&ring));
     }
@@ -73,7 +73,9 @@ pub fn run<M: Machine>(args: TailArgs) -> Result<ExitCode, Failure> {
         // Polls keep a steady cadence: a poll that took longer than the interval (a burst)
         // is followed at once by the next.
         let next_poll = Instant::now() + interval;
-        for item in follower.poll() {
+        let items = follower.poll();
+        view.name_lanes(follower.ring());
+        for item in items {
             if let Some(line) = view.line(&item) {
                 writeln!(out, "{line}")?;
             }
@@ -136,7 +138,8 @@ struct View<M> {
     inputs: bool,
     traces: bool,
     json: bool,
-    /// Lane names by index, as the file had them when tail started.
+    /// Lane names by index, read again after each poll: a trace lane is named by the first
+    /// thread that claims it, which may be after tail started.
     lanes: Vec<String>,
     /// Whether the file records machine `M`, so its inputs decode.
     decodes: bool,
@@ -176,8 +179,18 @@ impl<M: Machine> View<M> {
         )
     }
 
-    fn lane_name(&self, lane: usize) -> &str {
-        self.lanes.get(lane).map_or("?", String::as_str)
+    /// Reads the lanes' names again.
+    fn name_lanes(&mut self, ring: &Ring) {
+        let header = ring.header();
+        self.lanes = header.lanes.iter().map(|l| ring.lane_name(l)).collect();
+    }
+
+    /// The lane's name; its index (`#3`) while it has none.
+    fn lane_name(&self, lane: usize) -> String {
+        match self.lanes.get(lane) {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => format!("#{lane}"),
+        }
     }
 
     /// The line for `item`, or `None` if it is filtered out.
