@@ -157,7 +157,7 @@ impl Supervisor<'_> {
         // Restart before anything else: the export waits, the service does not.
         let next = (restart && delay.is_zero()).then(|| self.start());
         let then = match (&next, restart) {
-            (Some(Ok(instance)), _) => format!("restarted as pid {}", instance.child.id()),
+            (Some(Ok(instance)), _) => restarted(instance),
             (Some(Err(_)), _) => "cannot restart it".into(),
             (None, true) => format!(
                 "restarting in {} ms: {} quick crashes in a row (within {} s of starting)",
@@ -178,7 +178,7 @@ impl Supervisor<'_> {
             Some(started) => started.map(Some),
             None if restart && self.pause(delay) => {
                 let instance = self.start()?;
-                say!("restarted as pid {}", instance.child.id());
+                say!("{}", restarted(&instance));
                 Ok(Some(instance))
             }
             None => Ok(None),
@@ -265,6 +265,15 @@ impl Supervisor<'_> {
             out: self.keeper.destination(&label, ended.pid, export),
         })
     }
+}
+
+/// `restarted as pid N with FLIGHTREC_PATH=PATH`: the new ring, for `flightrec tail`.
+fn restarted(instance: &Instance) -> String {
+    format!(
+        "restarted as pid {} with FLIGHTREC_PATH={}",
+        instance.child.id(),
+        instance.ring.display()
+    )
 }
 
 /// Writes a line in one `write`: the service writes to the same stderr, and a line written in
