@@ -24,8 +24,9 @@ use crate::{Level, Tracer};
 /// An event's text is its `message`, then ` key=value` for each other field, as `tracing`'s
 /// compact format writes them (string values quoted); with [`with_target`](Self::with_target)
 /// it starts with `target: `. Entering a span records a span entry whose text is the span's
-/// name and fields (those given at creation, updated by `Span::record`); leaving it records a
-/// span exit named after it. Levels map one to one.
+/// name and fields: those given at creation, then those set by `Span::record` (a field set
+/// again moves to the end, with its new value). Leaving it records a span exit named after it.
+/// Levels map one to one.
 ///
 /// Like [`Tracer`], the layer never blocks on the ring and never waits for a lane: what cannot be
 /// recorded is dropped and counted in the file's header.
@@ -233,8 +234,8 @@ impl SpanText {
         text
     }
 
-    /// This text with the fields of `values` recorded: a field recorded before is replaced, a
-    /// new one is added at the end.
+    /// This text with the fields of `values` recorded at the end: a field recorded before is
+    /// taken out of its place, so that it appears once, with its new value.
     fn updated(&self, values: &Record<'_>) -> SpanText {
         let name_len = self.fields.first().map_or(self.text.len(), |f| f.1.start);
         let mut updated = SpanText {
