@@ -171,8 +171,9 @@ impl Keeper {
         self.shared.wake.notify_one();
     }
 
-    /// Lets the queued jobs finish. A SIGINT or SIGTERM meanwhile stops waiting: the rings not
-    /// yet exported are kept whole in the crash directory instead.
+    /// Lets the queued jobs finish. A signal that would be forwarded (SIGINT, SIGTERM, SIGHUP,
+    /// SIGQUIT) meanwhile stops waiting: the rings not yet exported are kept whole in the crash
+    /// directory instead.
     pub fn finish(&self, events: &Events) {
         let left = {
             let mut queue = self.shared.lock();
@@ -182,8 +183,8 @@ impl Keeper {
         };
         if left > 0 {
             say!(
-                "finishing {left} export(s) before exiting (SIGINT or SIGTERM \
-                 again keeps the ring files instead)"
+                "finishing {left} export(s) before exiting (SIGINT, SIGTERM, SIGHUP or \
+                 SIGQUIT meanwhile keeps the ring files whole instead)"
             );
         }
         loop {
