@@ -36,7 +36,7 @@ impl<W: Write> ChromeWriter<W> {
     pub fn begin(mut out: W, recording: &Recording) -> io::Result<ChromeWriter<W>> {
         let origin = recording.first_unix_ns;
         let other = json!({
-            "machine": recording.machine,
+            "machine": recording.machine(),
             "source": recording.source,
             "status": recording.status,
             "base_seq": recording.base_seq,
@@ -58,7 +58,7 @@ impl<W: Write> ChromeWriter<W> {
         };
         writer.event(&json!({
             "name": "process_name", "ph": "M", "pid": pid, "tid": 0,
-            "args": { "name": recording.process },
+            "args": { "name": recording.process() },
         }))?;
         writer.tid("input")?;
         Ok(writer)

@@ -190,11 +190,11 @@ fn write_output(
 
 /// What a trace file says of the recording as a whole, gathered before its events.
 pub(super) struct Recording {
-    /// The machine's name and version: "ledger v1".
-    pub machine: String,
-    /// The process track's name: the machine, its pid and its host.
-    pub process: String,
+    pub machine_name: String,
+    pub machine_version: u32,
+    /// The recording process's pid and host.
     pub pid: u32,
+    pub host: String,
     /// Where the events were read: a ring file or an export.
     pub source: String,
     /// How the recording ended: "crashed", "died", "exited", "running".
@@ -209,26 +209,6 @@ pub(super) struct Recording {
 }
 
 impl Recording {
-    fn new(
-        (name, version): (&str, u32),
-        pid: u32,
-        host: &str,
-        source: String,
-        status: &str,
-    ) -> Recording {
-        Recording {
-            machine: format!("{name} v{version}"),
-            process: format!("{name} v{version} (pid {pid} on {host})"),
-            pid,
-            source,
-            status: status.to_owned(),
-            base_seq: 0,
-            inputs: 0,
-            created_unix_ns: 0,
-            first_unix_ns: 0,
-        }
-    }
-
     fn of_history<M: Machine + Clone>(history: &History<M>) -> Recording {
         let summary = history.summary();
         let first_input = history.input(0).map(|e| e.unix_ns);
@@ -238,20 +218,17 @@ impl Recording {
             .flatten()
             .chain(summary.checkpoints.iter().map(|c| c.unix_ns))
             .min();
-        let machine = (summary.machine.name.as_str(), summary.machine.version);
-        let source = summary.path.clone();
         Recording {
+            machine_name: summary.machine.name.clone(),
+            machine_version: summary.machine.version,
+            pid: summary.pid,
+            host: summary.host.clone(),
+            source: summary.path.clone(),
+            status: summary.status.as_str().to_owned(),
             base_seq: history.base_seq(),
             inputs: history.len() as u64,
             created_unix_ns: summary.created_unix_ns,
             first_unix_ns: first.unwrap_or(summary.created_unix_ns),
-            ..Recording::new(
-                machine,
-                summary.pid,
-                &summary.host,
-                source,
-                summary.status.as_str(),
-            )
         }
     }
 
@@ -266,15 +243,28 @@ impl Recording {
             .into_iter()
             .chain(export.checkpoints().iter().map(|c| c.unix_ns))
             .min();
-        let machine = (meta.machine_name.as_str(), meta.machine_version);
-        let source = export.path().display().to_string();
         Ok(Recording {
+            machine_name: meta.machine_name.clone(),
+            machine_version: meta.machine_version,
+            pid: meta.pid,
+            host: meta.host.clone(),
+            source: export.path().display().to_string(),
+            status: meta.status.clone(),
             base_seq: meta.base_seq,
             inputs: export.len(),
             created_unix_ns: meta.record_start_unix_ns,
             first_unix_ns: first.unwrap_or(meta.record_start_unix_ns),
-            ..Recording::new(machine, meta.pid, &meta.host, source, &meta.status)
         })
+    }
+
+    /// `ledger v1`.
+    pub fn machine(&self) -> String {
+        format!("{} v{}", self.machine_name, self.machine_version)
+    }
+
+    /// `ledger v1 (pid 4242 on host)`: the name of the process's track.
+    pub fn process(&self) -> String {
+        format!("{} (pid {} on {})", self.machine(), self.pid, self.host)
     }
 }
 

@@ -194,7 +194,11 @@ impl<W: Write> PerfettoWriter<W> {
     /// Starts the trace: a clock snapshot at the recording's creation (a Unix time), the
     /// process track named after the recording, and the inputs' track.
     pub(super) fn begin(out: W, recording: &Recording) -> io::Result<PerfettoWriter<W>> {
-        let (now_ns, pid, process) = (recording.created_unix_ns, recording.pid, &recording.process);
+        let (now_ns, pid, process) = (
+            recording.created_unix_ns,
+            recording.pid,
+            recording.process(),
+        );
         let mut writer = PerfettoWriter {
             out,
             buf: Vec::with_capacity(256),
@@ -220,7 +224,7 @@ impl<W: Write> PerfettoWriter<W> {
             uuid: Some(PROCESS_UUID),
             process: Some(proto::ProcessDescriptor {
                 pid: Some(writer.pid),
-                process_name: Some(process.to_owned()),
+                process_name: Some(process),
             }),
             ..TrackDescriptor::default()
         })?;
