@@ -587,3 +587,70 @@ fn an_existing_output_is_refused_before_the_input_is_read() {
     }
     assert_eq!(std::fs::read(&out).unwrap(), b"kept");
 }
+
+/// The ring file of a demo service killed with SIGKILL, once it has recorded some inputs.
+fn killed_service(dir: &Path) -> PathBuf {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flightrec"))
+        .args(["demo", "--service", "--dir", arg(dir), "--rate", "2000"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo service");
+    // Its banner on stderr: "ledger service pid N recording to PATH".
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut banner = String::new();
+    stderr.read_line(&mut banner).unwrap();
+    let ring = PathBuf::from(banner.trim_end().split(" recording to ").nth(1).unwrap());
+    // The first thousand inputs come at once (the service paces itself by the thousand).
+    for _ in 0..600 {
+        let output = flightrec(&["inspect", "--json", arg(&ring)]);
+        let inspect: Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        if inspect["lanes"][0]["recorded"].as_u64() >= Some(1000) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ring
+}
+
+/// The crash event of a Chrome trace, and the latest time of any other event.
+fn end_of_chrome(path: &Path) -> (Value, f64) {
+    let trace: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let ends: Vec<&Value> = events.iter().filter(|e| e["cat"] == "crash").collect();
+    assert_eq!(ends.len(), 1, "{ends:?}");
+    let latest = events
+        .iter()
+        .filter(|e| e["cat"] != "crash")
+        .filter_map(|e| e["ts"].as_f64())
+        .fold(f64::MIN, f64::max);
+    (ends[0].clone(), latest)
+}
+
+#[test]
+fn a_death_of_unknown_time_ends_the_chrome_trace_at_its_latest_event_from_ring_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = killed_service(dir.path());
+    let export = dir.path().join("killed.flightrec");
+    let output = flightrec(&["export", arg(&ring), "-o", arg(&export)]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    for source in [&ring, &export] {
+        let json = dir.path().join("trace.json");
+        let _ = std::fs::remove_file(&json);
+        let output = flightrec(&[
+            "export",
+            arg(source),
+            "--format",
+            "chrome",
+            "-o",
+            arg(&json),
+        ]);
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        let (end, latest) = end_of_chrome(&json);
+        assert_eq!(end["args"]["status"], "died", "{source:?}: {end}");
+        assert_eq!(end["ts"].as_f64(), Some(latest), "{source:?}: {end}");
+    }
+}
