@@ -28,7 +28,8 @@ enum Command {
         #[arg(long, default_value_t = 7878)]
         port: u16,
     },
-    /// Read this store's ring files: inspect, replay, verify, tui, export.
+    /// Read this store's ring files (inspect, replay, verify, tui, export), follow a running
+    /// one (tail), or run the store under the supervisor (run).
     Flightrec(flightrec::cli::Cli),
 }
 
