@@ -384,10 +384,9 @@ impl Machine for Tally {
     }
 }
 
-#[test]
-fn tail_shows_another_machines_inputs_by_size() {
-    let tmp = TempDir::new().unwrap();
-    let mut recorded = Builder::new()
+/// A small ring of the tally machine, with one trace lane, in `tmp`.
+fn small_tally_ring(tmp: &TempDir) -> flightrec_recorder::Recorded<Tally> {
+    Builder::new()
         .dir(tmp.path())
         .input_lane_bytes(64 << 10)
         .trace_lanes(1)
@@ -396,7 +395,13 @@ fn tail_shows_another_machines_inputs_by_size() {
         .crash_capture(false)
         .counters(false)
         .build(Tally::default())
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn tail_shows_another_machines_inputs_by_size() {
+    let tmp = TempDir::new().unwrap();
+    let mut recorded = small_tally_ring(&tmp);
     let tracer = recorded.tracer();
     for len in 0..5 {
         recorded.apply(&vec![7; len]);
@@ -449,16 +454,7 @@ fn tail_of_an_export_says_what_to_do_instead() {
 #[test]
 fn tail_names_a_lane_that_a_thread_claims_after_it_started() {
     let tmp = TempDir::new().unwrap();
-    let mut recorded = Builder::new()
-        .dir(tmp.path())
-        .input_lane_bytes(64 << 10)
-        .trace_lanes(1)
-        .trace_lane_bytes(16 << 10)
-        .state_capacity(4 << 10)
-        .crash_capture(false)
-        .counters(false)
-        .build(Tally::default())
-        .unwrap();
+    let mut recorded = small_tally_ring(&tmp);
     recorded.apply(&vec![1]);
     let ring = recorded.path().to_owned();
     let mut tail = Tail::start([
