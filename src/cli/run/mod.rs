@@ -87,7 +87,8 @@ struct Ended {
     status: ExitStatus,
     /// The last signal forwarded to it, if any.
     forwarded: Option<Signal>,
-    /// Whether SIGINT or SIGTERM was among them: it was asked to stop, so it is not restarted.
+    /// Whether SIGINT, SIGTERM or SIGQUIT was among them: it was asked to stop, so it is not
+    /// restarted.
     stop_asked: bool,
     ring: PathBuf,
     lived: Duration,
@@ -226,7 +227,7 @@ impl Supervisor<'_> {
             let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
             let _ = nix::sys::signal::killpg(group, signal);
             forwarded = Some(signal);
-            stop_asked |= matches!(signal, Signal::SIGINT | Signal::SIGTERM);
+            stop_asked |= matches!(signal, Signal::SIGINT | Signal::SIGTERM | Signal::SIGQUIT);
         }
     }
 
@@ -431,6 +432,8 @@ fn verdict(ended: &Ended, ring: &RingFacts) -> Verdict {
     }
     match (ended.status.code(), ended.status.signal(), ended.forwarded) {
         (Some(0), _, _) => Verdict::Clean,
+        // SIGQUIT (Ctrl-\) asks for a core dump: evidence wanted, not a quiet stop.
+        (_, _, Some(Signal::SIGQUIT)) => Verdict::Abnormal,
         (None, Some(died_of), Some(sent)) if died_of == sent as i32 => Verdict::Stopped(sent),
         (Some(code), None, Some(sent)) if code == 128 + sent as i32 => Verdict::Stopped(sent),
         _ => Verdict::Abnormal,
@@ -532,6 +535,8 @@ mod tests {
         assert_eq!(stopped, Verdict::Stopped(SIGTERM));
         let by_code = verdict(&ended(exited(130), Some(SIGINT)), &none);
         assert_eq!(by_code, Verdict::Stopped(SIGINT));
+        let quit = verdict(&ended(killed(SIGQUIT), Some(SIGQUIT)), &none);
+        assert_eq!(quit, Verdict::Abnormal, "Ctrl-\\ keeps the evidence");
         let other = verdict(&ended(killed(SIGSEGV), Some(SIGTERM)), &none);
         assert_eq!(other, Verdict::Abnormal);
         let crashed = crashed_ring();
