@@ -6,12 +6,16 @@
 //! diffing them costs an allocation per node of the whole state (tens of milliseconds for the
 //! demo's 65,536 accounts); instead every state is flattened into reused token memory
 //! ([`Flat`]) and compared with the previous one, skipping unchanged subtrees in one loop
-//! ([`tree_diff`]), so only what changed becomes a tree. Flattening still visits the whole
-//! state, once per input: that is the cost of an export. It runs on a second thread beside the
-//! replay, the diff and the writing.
+//! ([`tree_diff`]), so only what changed becomes a tree. Each state is flattened against the
+//! one before ([`Flat::refill_against`]), which notes the tokens that differ as it writes them,
+//! so the diff reads neither state whole again: comparing two flattened states token by token
+//! cost more than flattening one (and two passes over megabytes of tokens at once, one per
+//! thread, slow each other down). Flattening still visits the whole state, once per input: that
+//! is the cost of an export. The replay and the flattening run on one thread; the diff, the
+//! conversion and the writing on another.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flightrec_schemas::trace::TraceKind;
@@ -112,19 +116,19 @@ pub fn export_history<M: Machine + Clone>(
     // go there in order and come back to be filled again.
     let (to_writer, from_replay) = mpsc::sync_channel::<Step>(4);
     let (recycle, recycled) = mpsc::channel::<Flat>();
-    let mut previous = Flat::default();
-    previous.refill(history.base_state());
+    let previous = Arc::new(Flat::of(history.base_state()));
     let traces: Vec<(u64, TraceStep)> = history
         .traces()
         .iter()
         .map(|t| (t.ticks, trace_step(t)))
         .collect();
     let counts = &mut summary;
+    let sink_previous = Arc::clone(&previous);
     let (replayed, written) = std::thread::scope(|scope| {
         let writing = scope.spawn(move || {
             let mut sink = Sink {
                 writer,
-                previous,
+                previous: sink_previous,
                 keyframe_every,
                 summary: counts,
                 recycle,
@@ -136,6 +140,7 @@ pub fn export_history<M: Machine + Clone>(
         });
         let replayed = replay_into(
             history,
+            previous,
             traces,
             options.raw_inputs,
             to_writer,
@@ -172,6 +177,7 @@ pub fn export_history<M: Machine + Clone>(
 /// Fails with the position of an input that does not decode.
 fn replay_into<M: Machine + Clone>(
     history: &mut History<M>,
+    mut previous: Arc<Flat>,
     traces: Vec<(u64, TraceStep)>,
     raw_inputs: bool,
     to_writer: mpsc::SyncSender<Step>,
@@ -204,7 +210,11 @@ fn replay_into<M: Machine + Clone>(
         let state = history
             .state_after(index)
             .expect("index below the history's length");
-        flat.refill(state);
+        // Noting what differs from the state before saves the diff a pass over both.
+        flat.refill_against(state, &previous);
+        let flat = Arc::new(flat);
+        // Let go of the state before first, so that the writing thread can recycle it.
+        previous = Arc::clone(&flat);
         if !send(Step::Input(Box::new(input), flat)) {
             return Ok(());
         }
@@ -222,8 +232,8 @@ fn replay_into<M: Machine + Clone>(
 
 /// What the replaying thread hands the writing one, in timeline order.
 enum Step {
-    /// An input and the state after it.
-    Input(Box<InputStep>, Flat),
+    /// An input and the state after it, flattened against the one before.
+    Input(Box<InputStep>, Arc<Flat>),
     /// A trace event after the inputs sent so far.
     Trace(TraceStep),
 }
@@ -289,7 +299,7 @@ const SPAN_EXIT: &str = "← ";
 /// The writing side: diffs each state against the one before, and appends everything.
 struct Sink<'s> {
     writer: ExportWriter,
-    previous: Flat,
+    previous: Arc<Flat>,
     keyframe_every: u64,
     summary: &'s mut ExportSummary,
     recycle: mpsc::Sender<Flat>,
@@ -328,8 +338,11 @@ impl Sink<'_> {
                     self.writer.push_diff(position, &changes)?;
                 }
                 let previous = std::mem::replace(&mut self.previous, state);
-                // The replaying thread may be gone: then the memory is simply freed.
-                let _ = self.recycle.send(previous);
+                // The replaying thread let go of it before sending the state after it (and
+                // may be gone: then the memory is simply freed).
+                if let Ok(previous) = Arc::try_unwrap(previous) {
+                    let _ = self.recycle.send(previous);
+                }
                 Ok(())
             }
         }

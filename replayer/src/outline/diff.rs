@@ -126,9 +126,10 @@ impl<'f> Walk<'f, '_> {
             // Skip the equal children before the first differing token in one scan, rather
             // than comparing child by child: a long array of small values changes in a few.
             let stop = run_end(a, ca, a_end, b, cb, b_end, std::mem::take(&mut known));
-            while ca < a_end && cb < b_end && a.end(ca) <= stop {
-                (ca, cb, index) = (a.end(ca), b.end(cb), index + 1);
-            }
+            // The twins of the children passed span as many tokens in `b`: the run's tokens
+            // are equal one by one.
+            let (next, passed) = whole_children(a, ia, ca, stop);
+            (ca, cb, index) = (next, cb + (next - ca), index + passed);
             if ca >= a_end || cb >= b_end {
                 break;
             }
@@ -240,6 +241,24 @@ impl<'f> Walk<'f, '_> {
             (self.emit)(&self.path, ia, ib);
         }
     }
+}
+
+/// From `ca`, a child of the sequence at `seq` in `a`, the first child that does not end by
+/// `stop`, and how many children were passed: by arithmetic where the children all span the
+/// same number of tokens (a long array of equal-shaped values otherwise costs a step per
+/// element before its first change), else child by child.
+fn whole_children(a: &Flat, seq: usize, mut ca: usize, stop: usize) -> (usize, usize) {
+    let mut passed = 0;
+    if stop - ca > 64 {
+        if let Some(stride) = a.stride(seq) {
+            passed = (stop - ca) / stride;
+            ca += passed * stride;
+        }
+    }
+    while ca < stop && a.end(ca) <= stop {
+        (ca, passed) = (a.end(ca), passed + 1);
+    }
+    (ca, passed)
 }
 
 /// Where the run of equal tokens from `ca` in `a` and `cb` in `b` ends (in `a`), the first
@@ -371,7 +390,98 @@ mod tests {
         })
     }
 
+    /// A long array of equal-shaped records, some changed, some of another shape (which
+    /// spoils the stride), some added or removed at the end.
+    fn records() -> impl proptest::strategy::Strategy<Value = (serde_json::Value, serde_json::Value)>
+    {
+        use proptest::prelude::*;
+        let record = |n: u64| json!({"balance": n, "operations": n % 3});
+        (
+            30usize..90,
+            proptest::collection::vec((0usize..90, 0u64..4, 0u8..3), 0..6),
+            -2isize..3,
+        )
+            .prop_map(move |(len, edits, grow)| {
+                let before: Vec<_> = (0..len as u64).map(record).collect();
+                let mut after = before.clone();
+                for (at, n, how) in edits {
+                    if let Some(slot) = after.get_mut(at) {
+                        *slot = match how {
+                            0 => record(n + 100),
+                            1 => json!({"balance": n, "operations": n, "note": "x"}),
+                            _ => json!([n]),
+                        };
+                    }
+                }
+                let len = after.len().saturating_add_signed(grow);
+                after.resize(len, record(7));
+                (
+                    json!({"accounts": before, "fees": 1}),
+                    json!({"accounts": after, "fees": 2}),
+                )
+            })
+    }
+
     proptest::proptest! {
+        #[test]
+        fn long_arrays_diff_as_trees_do((before, after) in records()) {
+            let (a, b) = (Flat::of(&before), Flat::of(&after));
+            proptest::prop_assert_eq!(
+                tree_diff(&a, &b, usize::MAX),
+                tree::diff(&before, &after, usize::MAX)
+            );
+            proptest::prop_assert_eq!(
+                tree_diff(&b, &a, usize::MAX),
+                tree::diff(&after, &before, usize::MAX)
+            );
+            // Refilled against the state before, in the memory of another state.
+            let a = std::sync::Arc::new(a);
+            let mut c = Flat::of(&json!({"other": [1, 2, 3]}));
+            c.refill_against(&after, &a);
+            proptest::prop_assert_eq!(
+                tree_diff(&a, &c, usize::MAX),
+                tree::diff(&before, &after, usize::MAX)
+            );
+            proptest::prop_assert_eq!(
+                tree_diff(&c, &a, usize::MAX),
+                tree::diff(&after, &before, usize::MAX)
+            );
+        }
+
+        #[test]
+        fn structs_refilled_against_the_state_before_diff_as_trees_do(
+            (before, after) in records()
+        ) {
+            // The same records as structs and tuples: named fields, no strings.
+            #[derive(serde::Deserialize, serde::Serialize)]
+            #[serde(untagged)]
+            enum Record {
+                Account { balance: u64, operations: u64 },
+                Noted { balance: u64, operations: u64, note: String },
+                Pair((u64,)),
+            }
+            #[derive(serde::Deserialize, serde::Serialize)]
+            struct Ledger {
+                accounts: Vec<Record>,
+                fees: u64,
+            }
+            let typed = |v: &serde_json::Value| -> Ledger {
+                serde_json::from_value(v.clone()).expect("records fit the types")
+            };
+            let a = std::sync::Arc::new(Flat::of(&typed(&before)));
+            let mut b = Flat::default();
+            b.refill_against(&typed(&after), &a);
+            let trees = (tree::tree_of(&typed(&before)), tree::tree_of(&typed(&after)));
+            proptest::prop_assert_eq!(
+                tree_diff(&a, &b, usize::MAX),
+                tree::diff(&trees.0, &trees.1, usize::MAX)
+            );
+            proptest::prop_assert_eq!(
+                tree_diff(&b, &a, usize::MAX),
+                tree::diff(&trees.1, &trees.0, usize::MAX)
+            );
+        }
+
         #[test]
         fn tree_diff_is_tree_diff_on_any_values(before in json(), after in json()) {
             let (a, b) = (Flat::of(&before), Flat::of(&after));
