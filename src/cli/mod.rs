@@ -92,7 +92,8 @@ enum Command {
     /// Exits 0 when every recorded hash matches the replayed state, 1 when the replayed history
     /// diverges from the recorded one (the report names the inputs where), 2 on bad input.
     Verify(replay::VerifyArgs),
-    /// Open a ring file in the terminal UI, at the crash, to step back through every state.
+    /// Open a ring file or an export in the terminal UI, at the crash, to step back through every
+    /// state.
     ///
     /// Keys: ← → step, ↑ ↓ move, Tab switches pane, Enter folds, w finds the input that last
     /// changed a field, [ ] checkpoints, / search, f filter, t trace events, ? help, q quit.
