@@ -15,8 +15,7 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use flightrec_schemas::header::{CrashRecord, FormatError, LaneInfo, LaneKind};
-use flightrec_schemas::layout::slot;
-use flightrec_schemas::slot::{Corruption, SlotState, Slots, SLOT_WORDS};
+use flightrec_schemas::slot::{Corruption, SlotState, Slots, Stamp, SLOT_WORDS};
 use flightrec_schemas::sync::{fence, AtomicU64, Ordering};
 use flightrec_schemas::trace::{TraceEvent, TraceKind};
 
@@ -170,30 +169,6 @@ enum Stop {
     Torn,
     /// The poll's work for this lane is used up; more may be waiting.
     Budget,
-}
-
-/// What a slot's stamp says, before its record is read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stamp {
-    /// Not committed: never written, or being written.
-    Zero,
-    /// The continuation bit with no position: no writer stores it.
-    Bad,
-    /// The first slot of the record at this position.
-    Head(u64),
-    /// A later slot of a record; its own position.
-    Continuation(u64),
-}
-
-impl Stamp {
-    fn of(word: u64) -> Stamp {
-        match word {
-            0 => Stamp::Zero,
-            slot::CONTINUATION => Stamp::Bad,
-            w if w & slot::CONTINUATION != 0 => Stamp::Continuation((w & !slot::CONTINUATION) - 1),
-            w => Stamp::Head(w - 1),
-        }
-    }
 }
 
 impl Follower {

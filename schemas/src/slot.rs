@@ -126,6 +126,32 @@ fn checksum_end(sum: u64, ticks: u64) -> u32 {
     ((sum >> 32) ^ ticks ^ (ticks >> 32)) as u32
 }
 
+/// What a slot's stamp says, before its record is read: the one decoding of the stamp that the
+/// writer stores last (`position + 1`, with [`slot::CONTINUATION`] on a record's later slots).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stamp {
+    /// Not committed: never written, or being written.
+    Zero,
+    /// The continuation bit with no position: no writer stores it.
+    Bad,
+    /// The first slot of the record at this position.
+    Head(u64),
+    /// A later slot of a record; its own position.
+    Continuation(u64),
+}
+
+impl Stamp {
+    /// Decodes a stamp word.
+    pub fn of(word: u64) -> Stamp {
+        match word {
+            0 => Stamp::Zero,
+            slot::CONTINUATION => Stamp::Bad,
+            w if w & slot::CONTINUATION != 0 => Stamp::Continuation((w & !slot::CONTINUATION) - 1),
+            w => Stamp::Head(w - 1),
+        }
+    }
+}
+
 /// The record checksum fed word by word, as a reader loads them: the same value as
 /// [`record_checksum`] without going over the payload's bytes a second time.
 struct StreamingChecksum {
