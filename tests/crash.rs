@@ -492,7 +492,7 @@ fn verify_lane(
     expected: impl Fn(u64) -> Vec<u8>,
 ) -> u64 {
     let first = lane.first().map_or(lane.recorded, |r| r.seq);
-    let seqs = lane.seqs();
+    let seqs: Vec<u64> = lane.seqs().collect();
     let run: Vec<u64> = (first..lane.recorded).collect();
     assert!(
         seqs == run,

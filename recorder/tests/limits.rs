@@ -78,7 +78,7 @@ fn a_lane_given_back_by_an_exited_thread_continues_its_numbering() {
     let path = recorded.finish();
     let ring = Ring::open(&path).unwrap();
     let lane = recover_lane(&ring, &ring.header().lanes[1]);
-    let seqs = lane.seqs();
+    let seqs: Vec<u64> = lane.seqs().collect();
     // Each round: the thread's name record, then its five events.
     assert_eq!(seqs, (0..18).collect::<Vec<_>>());
     assert_eq!(Summary::of(&ring).losses.trace_dropped_no_lane, 0);

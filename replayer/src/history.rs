@@ -635,12 +635,14 @@ impl Inputs {
     /// The inputs of `lane` from `base_seq` on, which run unbroken (see [`replay_base`]): a
     /// replay need not read their sequence numbers.
     fn from_base(lane: LaneRecords, base_seq: u64, clock: Clock) -> Inputs {
-        let first = lane.seqs().partition_point(|&seq| seq < base_seq);
-        let run = &lane.seqs()[first..];
+        let first = lane.first_from(base_seq);
         // Sequence numbers ascend, so the run is unbroken when its ends are `len - 1` apart.
-        let unbroken = run
-            .last()
-            .is_none_or(|&last| run[0] == base_seq && last - base_seq == run.len() as u64 - 1);
+        let unbroken = match (lane.get(first), lane.last()) {
+            (Some(start), Some(last)) => {
+                start.seq == base_seq && last.seq - base_seq == (lane.len() - first) as u64 - 1
+            }
+            _ => true,
+        };
         assert!(
             unbroken,
             "replay_base starts where the retained inputs run unbroken"

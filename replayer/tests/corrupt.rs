@@ -216,7 +216,8 @@ fn read_everything(path: &Path) -> Result<bool, TestCaseError> {
         prop_assert!(recovered.len() as u64 <= lane.slot_count);
         prop_assert!(recovered.torn.len() as u64 <= lane.slot_count);
         prop_assert!(recovered.corrupt.len() as u64 <= lane.slot_count);
-        prop_assert!(recovered.seqs().windows(2).all(|w| w[0] < w[1]));
+        let seqs: Vec<u64> = recovered.seqs().collect();
+        prop_assert!(seqs.windows(2).all(|w| w[0] < w[1]));
         let Some(same) = pristine.lanes.iter().position(|l| l == lane) else {
             continue;
         };

@@ -286,7 +286,7 @@ fn a_follower_that_fell_a_lap_behind_resumes_at_the_oldest_record_left() {
         })
         .collect();
     // Everything the ring still held is read: the gap is only what was overwritten.
-    assert_eq!(inputs, retained.seqs());
+    assert_eq!(inputs, retained.seqs().collect::<Vec<_>>());
     assert!(items.contains(&Followed::Gap {
         lane: 0,
         seqs: 50..oldest,
@@ -342,7 +342,7 @@ fn a_follower_from_the_start_reads_what_recovery_reads_and_reports_a_crash() {
             _ => None,
         })
         .collect();
-    assert_eq!(inputs, retained.seqs());
+    assert_eq!(inputs, retained.seqs().collect::<Vec<_>>());
     assert!(follower.poll().is_empty() && follower.ended());
 }
 

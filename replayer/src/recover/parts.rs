@@ -1,19 +1,18 @@
-//! Reading a lane's slots in parts, side by side, into columns allocated once.
+//! Reading a lane's slots in parts, side by side, into one column of steps allocated once.
 //!
 //! Every slot reads on its own (a record's head reads its continuations itself), so a lane splits
-//! into runs of slots that threads read at once. Each run writes its records' fixed-size fields
-//! straight into its own region of the lane's columns, which are then closed up: when every slot
-//! holds a record (a full lane of small records, the case that matters for speed), nothing moves.
-//! Payload bytes, whose sizes are not known ahead, go into a buffer per run, appended to the
-//! first run's.
+//! into runs of slots that threads read at once. Each run writes its records' steps straight into
+//! its own region of the lane's steps, which are then closed up: when every slot holds a record
+//! (a full lane of small records, the case that matters for speed), nothing moves. Each run's
+//! payloads become a segment of the lane's own, so they are written once and never moved.
 
 use std::ops::Range;
 use std::sync::Mutex;
 
-use flightrec_schemas::layout::SLOT_SIZE;
+use flightrec_schemas::layout::{MAX_RECORD_LEN, SLOT_SIZE};
 use flightrec_schemas::slot::{Corruption, SlotState, Slots};
 
-use super::{LaneRecords, Step};
+use super::records::{LaneRecords, Run, RunRecords};
 use crate::map::{prefer_huge_pages, prefer_huge_pages_in};
 
 /// A lane's records, and the continuation slots met while reading them.
@@ -30,63 +29,12 @@ pub(super) fn read(slots: &Slots<'_>, oldest: u64, parts: u64) -> Read {
     let runs: Vec<Range<usize>> = (0..parts)
         .map(|p| p * count / parts..(p + 1) * count / parts)
         .collect();
-    // At most one record per slot: bounded by the file. Zeroed allocations come from the kernel
-    // untouched, so each thread faults in the pages of its own region.
-    let mut columns = Columns {
-        seqs: vec![0; count],
-        positions: vec![0; count],
-        ticks: vec![0; count],
-        starts: vec![0; count],
-        steps: vec![0; count],
-    };
-    columns.prefer_huge_pages();
-    let found = read_runs(slots, oldest, &runs, columns.regions(&runs));
-    close_up(columns, &runs, found)
-}
-
-/// The fixed-size fields of every record, one column each, as in [`LaneRecords`].
-struct Columns {
-    seqs: Vec<u64>,
-    positions: Vec<u64>,
-    ticks: Vec<u64>,
-    starts: Vec<u64>,
-    steps: Vec<u64>,
-}
-
-impl Columns {
-    fn each(&mut self) -> [&mut Vec<u64>; 5] {
-        [
-            &mut self.seqs,
-            &mut self.positions,
-            &mut self.ticks,
-            &mut self.starts,
-            &mut self.steps,
-        ]
-    }
-
-    fn prefer_huge_pages(&mut self) {
-        for column in self.each() {
-            prefer_huge_pages_in(column);
-        }
-    }
-
-    /// Each run's region of every column.
-    fn regions(&mut self, runs: &[Range<usize>]) -> Vec<Region<'_>> {
-        let [seqs, positions, ticks, starts, steps] = self.each().map(|c| split(c, runs));
-        seqs.into_iter()
-            .zip(positions)
-            .zip(ticks)
-            .zip(starts)
-            .zip(steps)
-            .map(|((((seqs, positions), ticks), starts), steps)| Region {
-                seqs,
-                positions,
-                ticks,
-                starts,
-                steps,
-            })
-            .collect()
-    }
+    // At most one record per slot: bounded by the file. A zeroed allocation comes from the
+    // kernel untouched, so each thread faults in the pages of its own region.
+    let mut steps = vec![0; count];
+    prefer_huge_pages_in(&mut steps);
+    let found = read_runs(slots, oldest, &runs, split(&mut steps, &runs));
+    join(steps, &runs, found)
 }
 
 /// `column` cut at the bounds of `runs`, which cover it in order.
@@ -100,22 +48,9 @@ fn split<'a>(mut column: &'a mut [u64], runs: &[Range<usize>]) -> Vec<&'a mut [u
     regions
 }
 
-/// One run's region of the columns: room for a record per slot of the run.
-struct Region<'a> {
-    seqs: &'a mut [u64],
-    positions: &'a mut [u64],
-    ticks: &'a mut [u64],
-    starts: &'a mut [u64],
-    steps: &'a mut [u64],
-}
-
-/// What a run found besides the fields written into its region.
-#[derive(Default)]
+/// What a run found: its records, and the slots that hold none.
 struct Found {
-    /// Records written into the region, from its start.
-    records: usize,
-    /// Their payloads, back to back; a record's start in its region is relative to these.
-    bytes: Vec<u8>,
+    records: RunRecords,
     torn: Vec<u64>,
     overwritten: u64,
     corrupt: Vec<(u64, Corruption)>,
@@ -128,7 +63,7 @@ fn read_runs(
     slots: &Slots<'_>,
     oldest: u64,
     runs: &[Range<usize>],
-    regions: Vec<Region<'_>>,
+    regions: Vec<&mut [u64]>,
 ) -> Vec<Found> {
     // Each run's work, taken once, by its thread or by this one.
     let work: Vec<_> = runs
@@ -137,12 +72,9 @@ fn read_runs(
         .zip(regions)
         .map(|w| Mutex::new(Some(w)))
         .collect();
-    let total = slots.slot_count() as usize;
     let read = |i: usize| {
         let (run, region) = work[i].lock().ok()?.take()?;
-        // The first run's buffer gets room for every payload: appending the others never moves it.
-        let room = if i == 0 { total } else { run.len() };
-        Some(read_run(slots, oldest, run, region, room))
+        Some(read_run(slots, oldest, run, region))
     };
     std::thread::scope(|scope| {
         let read = &read;
@@ -170,104 +102,56 @@ fn read_runs(
     })
 }
 
-/// Reads the slots at reading positions `run` (0 is the oldest slot), with room for the payloads
-/// of `room` slots.
-fn read_run(
-    slots: &Slots<'_>,
-    oldest: u64,
-    run: Range<usize>,
-    region: Region<'_>,
-    room: usize,
-) -> Found {
-    let mut found = Found::default();
-    // No more payload than the slots hold, bounded by the file.
-    found.bytes.reserve(room * (SLOT_SIZE - 8) as usize);
-    prefer_huge_pages(&mut found.bytes);
+/// Reads the slots at reading positions `run` (0 is the oldest slot) into `region`.
+fn read_run(slots: &Slots<'_>, oldest: u64, run: Range<usize>, region: &mut [u64]) -> Found {
+    // No more payload than the run's slots hold, plus the rest of a record that starts in the
+    // run and ends after it, and never more than the whole lane holds: bounded by the file.
+    let per_slot = (SLOT_SIZE - 8) as usize;
+    let room = (run.len() * per_slot + MAX_RECORD_LEN as usize)
+        .min(slots.slot_count() as usize * per_slot);
+    let mut bytes = Vec::with_capacity(room);
+    prefer_huge_pages(&mut bytes);
+    let mut records = Run::new(region, bytes);
+    let (mut torn, mut overwritten, mut corrupt, mut continuations) =
+        (Vec::new(), 0, Vec::new(), Vec::new());
     let mask = slots.slot_count() - 1; // a power of two
-    let mut previous = 0;
     for at in run {
         let index = (oldest + at as u64) & mask;
-        let start = found.bytes.len();
-        match slots.read_append(index, &mut found.bytes) {
-            SlotState::Record(header) => {
-                let len = (found.bytes.len() - start) as u32;
-                let i = found.records;
-                region.seqs[i] = header.seq;
-                region.positions[i] = header.pos;
-                region.ticks[i] = header.ticks;
-                region.starts[i] = start as u64;
-                region.steps[i] = Step::new(len, header.ticks, previous).0;
-                previous = header.ticks;
-                found.records += 1;
-            }
-            SlotState::Torn => found.torn.push(index),
-            SlotState::Overwritten => found.overwritten += 1,
-            SlotState::Corrupt(why) => found.corrupt.push((index, why)),
-            SlotState::Continuation => found.continuations.push(index),
+        let start = records.bytes.len();
+        match slots.read_append(index, &mut records.bytes) {
+            SlotState::Record(header) => records.push(header.seq, header.pos, header.ticks, start),
+            SlotState::Torn => torn.push(index),
+            SlotState::Overwritten => overwritten += 1,
+            SlotState::Corrupt(why) => corrupt.push((index, why)),
+            SlotState::Continuation => continuations.push(index),
             SlotState::Empty => {}
         }
     }
-    found
+    Found {
+        records: records.finish(),
+        torn,
+        overwritten,
+        corrupt,
+        continuations,
+    }
 }
 
-/// Moves each run's records up against the previous run's, and joins what the runs found.
-fn close_up(mut columns: Columns, runs: &[Range<usize>], found: Vec<Found>) -> Read {
-    let mut found = found.into_iter();
-    let first = found.next().expect("at least one run");
-    let mut len = first.records;
-    let mut bytes = first.bytes;
-    let (mut torn, mut overwritten, mut corrupt, mut continuations) = (
-        first.torn,
-        first.overwritten,
-        first.corrupt,
-        first.continuations,
-    );
-    for (run, part) in runs[1..].iter().zip(found) {
-        let moved = run.start..run.start + part.records;
-        if moved.start != len {
-            for column in columns.each() {
-                column.copy_within(moved.clone(), len);
-            }
-        }
-        let offset = bytes.len() as u64;
-        for start in &mut columns.starts[len..len + part.records] {
-            *start += offset;
-        }
-        // The run's first step counted its time from zero: count it from the record before.
-        if part.records > 0 && len > 0 {
-            let step = Step(columns.steps[len]);
-            let previous = columns.ticks[len - 1];
-            columns.steps[len] = Step::new(step.len() as u32, columns.ticks[len], previous).0;
-        }
-        len += part.records;
-        bytes.extend_from_slice(&part.bytes);
+/// Joins what the runs found: their records into one lane, and the slots that hold none.
+fn join(steps: Vec<u64>, runs: &[Range<usize>], found: Vec<Found>) -> Read {
+    let (mut torn, mut overwritten, mut corrupt, mut continuations) =
+        (Vec::new(), 0, Vec::new(), Vec::new());
+    let mut parts = Vec::with_capacity(found.len());
+    for (run, part) in runs.iter().zip(found) {
+        parts.push((run.start, part.records));
         torn.extend_from_slice(&part.torn);
         overwritten += part.overwritten;
         corrupt.extend_from_slice(&part.corrupt);
         continuations.extend_from_slice(&part.continuations);
     }
-    for column in columns.each() {
-        column.truncate(len);
-    }
-    let Columns {
-        seqs,
-        positions,
-        ticks,
-        starts,
-        steps,
-    } = columns;
-    let records = LaneRecords {
-        seqs,
-        positions,
-        ticks,
-        starts,
-        steps,
-        bytes,
-        torn,
-        overwritten,
-        corrupt,
-        ..LaneRecords::default()
-    };
+    let mut records = LaneRecords::join(steps, parts);
+    records.torn = torn;
+    records.overwritten = overwritten;
+    records.corrupt = corrupt;
     Read {
         records,
         continuations,
@@ -290,9 +174,13 @@ mod tests {
             .iter()
             .map(|(i, why)| (i, why.to_string()))
             .collect();
+        let records: Vec<_> = r
+            .iter()
+            .map(|r| (r.seq, r.pos, r.ticks, r.payload))
+            .collect();
+        let replayed: Vec<_> = r.timed_payloads(0..r.len()).collect();
         (
-            (&r.seqs, &r.positions, &r.ticks, &r.starts),
-            (&r.steps, &r.bytes),
+            (records, replayed, &r.gaps, r.ascending()),
             (&r.torn, r.overwritten, corrupt, &read.continuations),
         )
     }
@@ -338,7 +226,7 @@ mod tests {
         }
         let oldest = oldest_slot(&words, 64);
         let whole = read(&slots, oldest, 1);
-        assert_eq!(whole.records.seqs, (36..100).collect::<Vec<u64>>());
+        assert!(whole.records.seqs().eq(36..100));
         for parts in [2, 4, 7, 64, 100] {
             assert_eq!(contents(&read(&slots, oldest, parts)), contents(&whole));
         }

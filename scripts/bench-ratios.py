@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Prints each benchmark target beside its in-run baseline, from criterion's last results.
+
+Run after `cargo bench` (any subset): targets whose results are missing are listed as such.
+Medians are criterion's median of its per-sample means, in target/criterion/*/new.
+Exit status 1 when a measured target is missed, so a script can tell.
+
+    python3 scripts/bench-ratios.py [TARGET_DIR]
+"""
+
+import json
+import sys
+from pathlib import Path
+
+GIB = 1 << 30
+
+# (group, benchmark, baseline, kind, limit)
+#   ratio_max: benchmark median / baseline median at most `limit`
+#   ratio_min: baseline median / benchmark median at least `limit` (speed relative to baseline)
+#   under_ms:  benchmark median under `limit` milliseconds
+#   gbps_min:  `limit` = (bytes per iteration, least GB/s)
+TARGETS = [
+    ("record_32B", "apply", "baseline", "ratio_max", 1.3),
+    ("record_32B", "trace_event", "baseline", "ratio_max", 1.3),
+    ("trace_two_threads", "two_threads", "one_thread", "ratio_max", 1.1),
+    ("checkpoint_1MiB", "checkpoint", "memcpy_1MiB", "ratio_max", 3.0),
+    ("replay_throughput", "replay", "apply_decoded", "ratio_max", 1.5),
+    ("history_10M", "random_position", "apply_interval", "under_ms", 5.0),
+    ("history_10M", "step_back_1000", "apply_interval", "under_ms", 1.0),  # per step
+    ("open_1GiB", "open_and_recover", "map_and_sum", "gbps_min", (GIB, 1.0)),
+    ("export_throughput", "writer", "lz4_same_bytes", "ratio_min", 0.5),
+    ("export_10M", "open_and_jump", "open", "under_ms", 20.0),
+    ("export_big_state", "flatten_against", "flatten", "ratio_max", 1.25),
+    ("export_big_state", "diff", "flatten", "ratio_max", 0.05),
+    ("tracing_event", "flightrec_layer", "ring_layer", "ratio_max", 1.5),
+    ("tui_10M", "step_back", "static_screen", "under_ms", 16.0),
+    ("tui_10M", "jump_first_last", "static_screen", "under_ms", 16.0),
+    ("tui_10M", "who_changed", "static_screen", "under_ms", 16.0),
+    ("tui_10M", "page_down", "static_screen", "under_ms", 16.0),
+]
+
+
+def median_ns(root: Path, group: str, bench: str):
+    path = root / group / bench / "new" / "estimates.json"
+    try:
+        return json.loads(path.read_text())["median"]["point_estimate"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def show_ns(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def judge(kind, limit, ns, base_ns):
+    """Returns (figure, met) for one target."""
+    if kind == "ratio_max":
+        ratio = ns / base_ns
+        return f"{ratio:.2f}x (≤ {limit}x)", ratio <= limit
+    if kind == "ratio_min":
+        ratio = base_ns / ns
+        return f"{ratio:.2f}x its speed (≥ {limit}x)", ratio >= limit
+    if kind == "under_ms":
+        return f"{ns / 1e6:.3g} ms (< {limit:g} ms)", ns / 1e6 < limit
+    if kind == "gbps_min":
+        size, least = limit
+        gbps = size / ns
+        return f"{gbps:.2f} GB/s (≥ {least} GB/s)", gbps >= least
+    raise ValueError(kind)
+
+
+def main() -> int:
+    target_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("target")
+    root = target_dir / "criterion"
+    missed = 0
+    print(f"{'benchmark':<36} {'median':>10} {'baseline':>10}  result")
+    for group, bench, base, kind, limit in TARGETS:
+        name = f"{group}/{bench}"
+        ns, base_ns = median_ns(root, group, bench), median_ns(root, group, base)
+        if ns is None or base_ns is None:
+            print(f"{name:<36} {'(not run)':>10}")
+            continue
+        figure, met = judge(kind, limit, ns, base_ns)
+        missed += not met
+        verdict = "met" if met else "MISSED"
+        print(f"{name:<36} {show_ns(ns):>10} {show_ns(base_ns):>10}  {figure} {verdict}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
