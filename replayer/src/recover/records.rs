@@ -610,6 +610,47 @@ mod tests {
         assert!(built.ascending());
     }
 
+    proptest::proptest! {
+        /// Whatever the fields (numbers that skip or go back, positions that jump, clocks that
+        /// go back or pause for long), every way of reading gives back what was added.
+        #[test]
+        fn any_records_read_back_as_added(
+            changes in proptest::collection::vec((0u64..4, 0u64..3, 0u8..6, 0usize..200), 0..300)
+        ) {
+            let (mut seq, mut pos, mut ticks) = (0u64, 0u64, 1u64 << 50);
+            let mut records = Vec::new();
+            for (i, (skip, jump, clock, len)) in changes.into_iter().enumerate() {
+                let payload = vec![i as u8; len];
+                records.push((seq, pos, ticks, payload));
+                seq = seq.wrapping_add(1 + skip).wrapping_sub(u64::from(skip == 3) * 5);
+                pos += flightrec_schemas::layout::slots_for(len as u32) + jump;
+                ticks = match clock {
+                    0 => ticks.wrapping_sub(3),
+                    1 => ticks.wrapping_add(MAX_DELTA + 1),
+                    c => ticks.wrapping_add(c as u64 * 1_000),
+                };
+            }
+            let built = lane(&records);
+            let as_tuple = |r: Record<'_>| (r.seq, r.pos, r.ticks, r.payload.to_vec());
+            let read: Vec<_> = built.iter().map(as_tuple).collect();
+            proptest::prop_assert_eq!(&read, &records);
+            for from in [0, records.len() / 3, records.len().saturating_sub(1)] {
+                let timed: Vec<_> = built.timed_payloads(from..records.len()).collect();
+                let want: Vec<_> =
+                    records[from..].iter().map(|(_, _, t, p)| (*t, p.as_slice())).collect();
+                proptest::prop_assert_eq!(timed, want);
+                proptest::prop_assert_eq!(built.get(from).map(as_tuple), records.get(from).cloned());
+            }
+            let ascending = records.windows(2).all(|w| w[0].0 < w[1].0);
+            proptest::prop_assert_eq!(built.ascending(), ascending);
+            if ascending {
+                for (index, (seq, ..)) in records.iter().enumerate() {
+                    proptest::prop_assert_eq!(built.first_from(*seq), index);
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_first_record_at_or_after_a_number_is_found() {
         let records: Vec<_> = (0..300u64)
