@@ -309,6 +309,17 @@ impl LaneRecords {
         }
     }
 
+    /// The time of the break `step` leads to, and the payloads from its own on in its segment.
+    #[cold]
+    #[inline(never)]
+    fn time_and_payloads_of(&self, step: Step) -> (u64, &[u8]) {
+        let fields = self.breaks[step.entry()].fields;
+        (
+            fields.ticks,
+            &self.segments[fields.segment][fields.offset..],
+        )
+    }
+
     /// Whether the sequence numbers ascend, each at most once.
     pub(super) fn ascending(&self) -> bool {
         self.ascending
@@ -481,7 +492,8 @@ impl<'a> Iterator for TimedPayloads<'a> {
     fn next(&mut self) -> Option<(u64, &'a [u8])> {
         let step = Step(*self.steps.next()?);
         if step.is_break() {
-            self.jump(step);
+            // Returned rather than set by the callee, so that the iterator can stay in registers.
+            (self.ticks, self.bytes) = self.lane.time_and_payloads_of(step);
         } else {
             self.ticks = self.ticks.wrapping_add(step.delta());
         }
@@ -492,16 +504,6 @@ impl<'a> Iterator for TimedPayloads<'a> {
 
     fn size_hint(&self) -> (usize, Option<usize>) {
         self.steps.size_hint()
-    }
-}
-
-impl TimedPayloads<'_> {
-    /// Goes to a break's fields: its time, and its payload's place.
-    #[cold]
-    fn jump(&mut self, step: Step) {
-        let fields = self.lane.breaks[step.entry()].fields;
-        self.ticks = fields.ticks;
-        self.bytes = &self.lane.segments[fields.segment][fields.offset..];
     }
 }
 
