@@ -475,6 +475,23 @@ impl<'a> Run<'a> {
     }
 }
 
+/// How far ahead of the payload being replayed to ask for the bytes to be cached.
+const PREFETCH_AHEAD: usize = 1024;
+
+/// Asks for the cache line at `address` to be brought in, if the CPU can be asked.
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program, whatever
+    // the address (it may lie past the end of the payloads); SSE is part of x86_64.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 /// Time and payload of a run of records, in order: see [`LaneRecords::timed_payloads`].
 pub(crate) struct TimedPayloads<'a> {
     lane: &'a LaneRecords,
@@ -499,6 +516,7 @@ impl<'a> Iterator for TimedPayloads<'a> {
         }
         let (payload, rest) = self.bytes.split_at(step.len());
         self.bytes = rest;
+        prefetch(rest.as_ptr().wrapping_add(PREFETCH_AHEAD));
         Some((self.ticks, payload))
     }
 
