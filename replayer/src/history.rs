@@ -21,7 +21,7 @@ use flightrec_schemas::{CodecError, Machine, Tick};
 
 use crate::error::OpenError;
 use crate::progress::{Progress, Stage};
-use crate::recover::{Checkpoint, LaneRecords, Recovered, RecoveredLane};
+use crate::recover::{Checkpoint, LaneRecords, Record, Recovered, RecoveredLane};
 use crate::ring::Ring;
 use crate::snapshots::{encode, Snapshots};
 use crate::summary::{replay_base, Summary};
@@ -410,14 +410,12 @@ impl<M: Machine + Clone> History<M> {
         if index >= self.len() {
             return None;
         }
-        let (_, decoded) = self.inputs.decode_range::<M>(index..index + 1).next()?;
-        let (input, _) = decoded.ok()?;
-        let (seq, ticks, unix_ns) = self.inputs.when(index);
+        let record = self.inputs.record(index);
         Some(InputEvent {
-            seq,
-            ticks,
-            unix_ns,
-            input,
+            seq: record.seq,
+            ticks: record.ticks,
+            unix_ns: self.inputs.clock.to_unix_ns(record.ticks),
+            input: M::decode_input(record.payload).ok()?,
         })
     }
 
@@ -682,17 +680,11 @@ impl Inputs {
             })
     }
 
-    /// Sequence number, ticks and Unix time of the input at `index`.
-    fn when(&self, index: usize) -> (u64, u64, u64) {
-        let record = self
-            .lane
+    /// The input at `index`, as recorded.
+    fn record(&self, index: usize) -> Record<'_> {
+        self.lane
             .get(self.first + index)
-            .expect("index within the inputs");
-        (
-            record.seq,
-            record.ticks,
-            self.clock.to_unix_ns(record.ticks),
-        )
+            .expect("index within the inputs")
     }
 }
 
