@@ -114,10 +114,10 @@ impl Fields {
     }
 }
 
-/// A record whose fields do not follow from the one before.
+/// A record whose fields do not follow from the one before, as a [`Run`] finds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Break {
-    /// The record's index.
+    /// The record's index in its run.
     index: usize,
     fields: Fields,
 }
@@ -128,7 +128,7 @@ pub struct LaneRecords {
     /// Each record's [`Step`], as its bits.
     steps: Vec<u64>,
     /// The fields of the records that do not follow the one before, in record order.
-    breaks: Vec<Break>,
+    breaks: Vec<Fields>,
     /// The fields of records 0, 64, 128, …
     anchors: Vec<Fields>,
     /// The payloads, back to back in record order within each segment (one per reader thread):
@@ -285,7 +285,7 @@ impl LaneRecords {
         };
         let step = Step(bits);
         cursor.fields = match step.is_break() {
-            true => self.breaks[step.entry()].fields,
+            true => self.breaks[step.entry()],
             false => cursor.fields.next(cursor.len, step.delta()),
         };
         cursor.len = step.len();
@@ -313,7 +313,7 @@ impl LaneRecords {
     #[cold]
     #[inline(never)]
     fn time_and_payloads_of(&self, step: Step) -> (u64, &[u8]) {
-        let fields = self.breaks[step.entry()].fields;
+        let fields = self.breaks[step.entry()];
         (
             fields.ticks,
             &self.segments[fields.segment][fields.offset..],
@@ -356,11 +356,10 @@ impl LaneRecords {
                 let index = len + found.index;
                 let entry = lane.breaks.len();
                 steps[index] = Step::breaks(Step(steps[index]).len(), entry).0;
-                let fields = Fields {
+                lane.breaks.push(Fields {
                     segment,
                     ..found.fields
-                };
-                lane.breaks.push(Break { index, fields });
+                });
             }
             lane.segments.push(run.bytes);
             len += run.records;
@@ -381,13 +380,13 @@ impl LaneRecords {
             return;
         };
         debug_assert!(Step(first).is_break(), "a lane's first record is a break");
-        let mut fields = self.breaks[Step(first).entry()].fields;
+        let mut fields = self.breaks[Step(first).entry()];
         let mut len = Step(first).len();
         self.anchors.push(fields);
         for (index, &bits) in self.steps.iter().enumerate().skip(1) {
             let step = Step(bits);
             if step.is_break() {
-                let next = self.breaks[step.entry()].fields;
+                let next = self.breaks[step.entry()];
                 if next.seq <= fields.seq {
                     self.ascending = false;
                 } else if next.seq > fields.seq + 1 {
