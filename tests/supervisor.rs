@@ -1,7 +1,8 @@
 //! End-to-end tests of `flightrec run` with real child processes: the supervisor restarts a
 //! crashing service and keeps the exports of its last crashes; it forwards SIGTERM and SIGINT to
 //! the service and exits with its status; a clean exit leaves nothing behind; a ring of a machine
-//! the binary does not know is kept whole, and counted by the rotation with the exports.
+//! the binary does not know is kept whole, and counted by the rotation with the exports; killed
+//! outright, it takes the service with it.
 //!
 //! The services are the demo's (`flightrec demo --service`, made to crash early with its hidden
 //! `--crash-after`) and this test binary re-executed as a recording child (see [`child_entry`]).
@@ -561,4 +562,38 @@ fn a_ring_of_an_unknown_machine_is_kept_whole_and_rotated_with_the_exports() {
         assert_eq!(summary["lanes"][0]["retained"], 100, "{summary}");
     }
     dirs.assert_no_ring_left();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. The supervisor killed outright
+
+#[test]
+fn the_service_is_terminated_when_its_supervisor_is_killed() {
+    let dirs = Dirs::new();
+    let service = demo_service(&["--rate", "1000"]);
+    let mut supervisor = Supervisor::start(&dirs, &["--restart"], &service, &[]);
+    let banner = supervisor.line_where("the service's banner", |l| service_banner(l).is_some());
+    let (service_pid, _) = service_banner(&banner).unwrap();
+    // SIGKILL cannot be caught: the supervisor forwards nothing, the kernel tells the service.
+    kill(supervisor.pid(), Signal::SIGKILL).expect("kill the supervisor");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !process_ended(service_pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let ended = process_ended(service_pid);
+    if !ended {
+        let _ = kill(Pid::from_raw(service_pid as i32), Signal::SIGKILL);
+    }
+    assert!(ended, "the service outlived its supervisor");
+    supervisor.wait();
+}
+
+/// Whether `pid` has exited: gone, or a zombie that nobody has reaped yet (its parent, the
+/// supervisor, is dead).
+fn process_ended(pid: u32) -> bool {
+    let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    });
+    zombie || process_gone(pid)
 }

@@ -187,14 +187,19 @@ impl Supervisor<'_> {
     }
 
     /// Starts an instance with a fresh ring path, in its own process group so that a SIGINT
-    /// from the terminal reaches it once, through us, rather than twice.
+    /// from the terminal reaches it once, through us, rather than twice. It is sent SIGTERM if
+    /// the supervisor dies (killed itself, it could forward nothing): a service nobody
+    /// supervises would go on unwatched, and a supervisor started again would start a second.
     fn start(&mut self) -> Result<Instance, Failure> {
         let ring = self.rings.fresh()?;
         let program = &self.command[0];
-        let child = Command::new(program)
+        let mut command = Command::new(program);
+        command
             .args(&self.command[1..])
             .env(flightrec_recorder::ENV_PATH, &ring)
-            .process_group(0)
+            .process_group(0);
+        terminate_with_supervisor(&mut command);
+        let child = command
             .spawn()
             .map_err(|error| spawn_failure(program, error))?;
         Ok(Instance {
@@ -311,6 +316,27 @@ impl Backoff {
 
 /// Spawning failed: exit 127 when the command does not exist, 126 when it cannot be run, as a
 /// shell would.
+/// Makes the child of `command` receive SIGTERM when the supervisor dies. Spawning happens on
+/// the supervisor's main thread, which lives as long as the supervisor: the kernel sends the
+/// signal when the thread that forked exits.
+#[allow(unsafe_code)]
+fn terminate_with_supervisor(command: &mut Command) {
+    let supervisor = nix::unistd::getpid();
+    let bind = move || {
+        nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+        // Had the supervisor died before that, nothing would signal the child: it gives up.
+        if nix::unistd::getppid() != supervisor {
+            return Err(nix::errno::Errno::ESRCH.into());
+        }
+        Ok(())
+    };
+    // SAFETY: the closure runs in the forked child before exec, and only makes two system calls
+    // (prctl, getppid), both async-signal-safe; it allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(bind);
+    }
+}
+
 fn spawn_failure(program: &std::ffi::OsStr, error: std::io::Error) -> Failure {
     let code = match error.kind() {
         std::io::ErrorKind::NotFound => 127,
