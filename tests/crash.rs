@@ -13,7 +13,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flightrec_recorder::{Builder, Level, Machine, Recorded, RecorderError, Tick, Tracer};
 use flightrec_replayer::{
@@ -744,6 +744,13 @@ fn kill_and_verify(run: usize, delay: Duration) {
         std::thread::sleep(delay);
     }
     child.kill().expect("SIGKILL the child");
+    // Dead but not yet reaped, the writer is already no longer running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while flightrec_schemas::process::running_start_ticks(child.id()).is_some() {
+        assert!(Instant::now() < deadline, "the child outlived SIGKILL");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let unreaped = Ring::open(&ring_path).map(|ring| ring.fate());
     let status = child.wait().expect("reap the child");
     let committed = reader.join().expect("the reader");
     let context = format!("run {run}, killed {delay:?} after its first report, {status}");
@@ -752,6 +759,11 @@ fn kill_and_verify(run: usize, delay: Duration) {
 
     let ring = Ring::open(&ring_path).unwrap_or_else(|e| panic!("{context}: {e}"));
     assert_eq!(ring.fate(), Fate::Died, "{context}");
+    assert_eq!(
+        unreaped.ok(),
+        Some(Fate::Died),
+        "{context}, before it was reaped"
+    );
     assert_eq!(
         ring.crash().map_err(|e| e.to_string()),
         Ok(None),

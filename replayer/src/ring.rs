@@ -162,15 +162,16 @@ impl Ring {
     }
 }
 
-/// Whether the writer process still exists: same pid, and the same start time, so a later
-/// process that reused the pid is not mistaken for the writer.
+/// Whether the writer process still runs: same pid, not exited (a zombie not yet reaped has),
+/// and the same start time, so a later process that reused the pid is not mistaken for the
+/// writer.
 fn writer_alive(header: &HeaderInfo) -> bool {
     let this_host = nix_hostname();
     if !header.hostname.is_empty() && this_host.as_deref().is_some_and(|h| h != header.hostname) {
         // Written on another machine: no way to tell, so trust the status word.
         return true;
     }
-    match flightrec_schemas::process::start_ticks(header.pid) {
+    match flightrec_schemas::process::running_start_ticks(header.pid) {
         None => false,
         Some(start) => header.process_start == 0 || start == header.process_start,
     }
