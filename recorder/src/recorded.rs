@@ -48,9 +48,15 @@ pub struct Recorded<M: Machine> {
     checkpoints: CheckpointWriter,
     cadence: Cadence,
     next_checkpoint_ticks: u64,
-    /// The number of the input after which the input cadence is due (`last_checkpoint_seq`
-    /// plus the cadence, minus one), precomputed so the hot path compares once.
+    /// The number of the input after which a checkpoint is due, precomputed so the hot path
+    /// compares once: the input cadence (`last_checkpoint_seq` plus the cadence, minus one), or
+    /// sooner, the input after which the lane would have no slot left before `window_end`, or
+    /// zero after an input that could not be recorded. See [`Self::due_after`].
     due_after_seq: u64,
+    /// The input cadence's part of `due_after_seq`.
+    cadence_due_after_seq: u64,
+    /// An input since the last checkpoint could not be recorded.
+    unrecorded: bool,
     last_checkpoint_seq: u64,
     /// Input-lane position where the newest checkpoint's inputs begin; the lane must not wrap
     /// past it (the window invariant).
@@ -84,6 +90,8 @@ impl<M: Machine> Recorded<M> {
             cadence,
             next_checkpoint_ticks: 0,
             due_after_seq: 0,
+            cadence_due_after_seq: 0,
+            unrecorded: false,
             last_checkpoint_seq: 0,
             window_start: 0,
             window_end: 0,
@@ -105,42 +113,49 @@ impl<M: Machine> Recorded<M> {
     #[inline]
     pub fn apply(&mut self, input: &M::Input) -> Tick {
         let ticks = clock::now(self.clock.source);
-        let (seq, recorded) = self.record(input, ticks);
+        let seq = self.record(input, ticks);
         let tick = Tick {
             seq,
             unix_ns: self.clock.to_unix_ns(ticks),
         };
         self.machine.apply(input, tick);
-        let due = seq >= self.due_after_seq || ticks >= self.next_checkpoint_ticks;
-        if due || !recorded {
+        if seq >= self.due_after_seq || ticks >= self.next_checkpoint_ticks {
             self.checkpoint_at(ticks);
         }
         tick
     }
 
-    /// Writes the input record and returns its number, and false when it could not be recorded
-    /// (its number is skipped).
+    /// Writes the input record and returns its number. An input that could not be recorded
+    /// has its number skipped and makes a checkpoint due after it.
     #[inline(always)]
-    fn record(&mut self, input: &M::Input, ticks: u64) -> (u64, bool) {
+    fn record(&mut self, input: &M::Input, ticks: u64) -> u64 {
         if let Some(inline) = M::encode_input_inline(input) {
-            if self.input.pos() >= self.window_end {
-                // One more slot would overwrite inputs the newest checkpoint needs.
-                self.checkpoint_at(ticks);
-            }
-            return (self.input.push_inline(ticks, &inline), true);
+            // There is a slot for it: the input that took the last one before `window_end` made
+            // a checkpoint due (see `due_after`), which moved `window_end` on.
+            debug_assert!(self.input.pos() < self.window_end);
+            return self.input.push_inline(ticks, &inline);
         }
         self.record_encoded(input, ticks)
     }
 
     /// The serde path of [`Self::record`].
     #[inline(always)]
-    fn record_encoded(&mut self, input: &M::Input, ticks: u64) -> (u64, bool) {
+    fn record_encoded(&mut self, input: &M::Input, ticks: u64) -> u64 {
+        let seq = self.write_encoded(input, ticks);
+        // A record of several slots, or none, moves the lane's position and the input numbers
+        // apart: the input after which the lane runs out of room moves with them.
+        self.due_after_seq = self.due_after();
+        seq
+    }
+
+    #[inline(always)]
+    fn write_encoded(&mut self, input: &M::Input, ticks: u64) -> u64 {
         let seq = self.input.seq();
         self.encoded.clear();
         if M::encode_input(input, &mut self.encoded).is_err() {
             self.shared.count(h::INPUTS_UNENCODABLE);
-            self.input.skip();
-            return (seq, false);
+            self.skip();
+            return seq;
         }
         let len = self.encoded.len();
         if len <= self.input.max_len() as usize {
@@ -151,10 +166,31 @@ impl<M: Machine> Recorded<M> {
             }
         }
         if self.input.push(ticks, &self.encoded).is_err() {
-            self.input.skip();
-            return (seq, false);
+            self.skip();
         }
-        (seq, true)
+        seq
+    }
+
+    /// Skips the number of an input that could not be recorded; a checkpoint follows it, so
+    /// that replay resumes after it.
+    fn skip(&mut self) {
+        self.input.skip();
+        self.unrecorded = true;
+    }
+
+    /// The input after which a checkpoint is due: the cadence's, or sooner the last input that
+    /// leaves a slot before `window_end` (so the next inline input needs no check of its own),
+    /// or every input after one that could not be recorded.
+    fn due_after(&self) -> u64 {
+        if self.unrecorded {
+            return 0;
+        }
+        // Slots and numbers advance together on the inline path: with `free` slots left, the
+        // input numbered `seq() + free - 1` takes the last one, and the one after it would not
+        // fit. With none left, the input just written (`seq() - 1`) is the last.
+        let free = self.window_end.saturating_sub(self.input.pos());
+        let last_fitting = self.input.seq().saturating_add(free).saturating_sub(1);
+        self.cadence_due_after_seq.min(last_fitting)
     }
 
     #[cold]
@@ -168,7 +204,9 @@ impl<M: Machine> Recorded<M> {
         self.window_start = self.input.pos();
         self.window_end = self.window_start + self.input.capacity();
         self.last_checkpoint_seq = seq;
-        self.due_after_seq = seq.saturating_add(self.cadence.inputs).saturating_sub(1);
+        self.unrecorded = false;
+        self.cadence_due_after_seq = seq.saturating_add(self.cadence.inputs).saturating_sub(1);
+        self.due_after_seq = self.due_after();
         self.next_checkpoint_ticks = ticks.saturating_add(self.cadence.ticks);
     }
 
@@ -237,5 +275,77 @@ impl<M: Machine> Recorded<M> {
 impl<M: Machine> Drop for Recorded<M> {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Builder;
+    use flightrec_replayer::{Ring, Summary};
+    use flightrec_schemas::codec::{pod_decode, pod_encode, pod_inline};
+    use flightrec_schemas::slot::InlineRecord;
+    use flightrec_schemas::CodecError;
+    use serde::{Deserialize, Serialize};
+
+    /// Sums its inputs, each recorded inline (one slot).
+    #[derive(Default, Serialize, Deserialize)]
+    struct Sum {
+        total: u64,
+    }
+
+    impl Machine for Sum {
+        const NAME: &'static str = "sum";
+        const VERSION: u32 = 1;
+        type Input = u64;
+        fn apply(&mut self, input: &u64, _tick: Tick) {
+            self.total = self.total.wrapping_add(*input);
+        }
+        fn encode_input(input: &u64, out: &mut Vec<u8>) -> Result<(), CodecError> {
+            pod_encode(input, out)
+        }
+        fn encode_input_inline(input: &u64) -> Option<InlineRecord> {
+            Some(pod_inline(input))
+        }
+        fn decode_input(bytes: &[u8]) -> Result<u64, CodecError> {
+            pod_decode(bytes)
+        }
+    }
+
+    /// The inline path checks no room before writing: the checkpoint due after the input that
+    /// takes the lane's last free slot must come first, however the lane's position and the
+    /// input numbers were moved apart by the checkpoints before.
+    #[test]
+    fn a_wrapping_lane_of_inline_inputs_checkpoints_before_it_overwrites_the_window() {
+        let dir = tempfile::tempdir().unwrap();
+        // 256 slots; the cadence alone (10,000 inputs) would let the lane wrap past its checkpoint.
+        let mut recorded = Builder::new()
+            .dir(dir.path())
+            .input_lane_bytes(16 << 10)
+            .checkpoint_every_inputs(10_000)
+            .state_capacity(4 << 10)
+            .crash_capture(false)
+            .counters(false)
+            .build(Sum::default())
+            .unwrap();
+        let capacity = recorded.input.capacity();
+        for i in 0..5_000u64 {
+            if i % 777 == 0 {
+                // Checkpoints outside the cadence shift where the window ends.
+                recorded.checkpoint();
+            }
+            recorded.apply(&i);
+            assert!(recorded.input.pos() <= recorded.window_end);
+            assert!(recorded.input.pos() - recorded.window_start <= capacity);
+        }
+        let path = recorded.finish();
+        let summary = Summary::of(&Ring::open(&path).unwrap());
+        let input = &summary.lanes[0];
+        assert_eq!(input.recorded, 5_000);
+        assert!(input.lost > 0, "the lane wrapped");
+        let base = summary
+            .replay_from
+            .expect("a checkpoint covers the retained inputs");
+        assert!(base >= input.first_seq.unwrap() && base <= input.recorded);
     }
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use flightrec_schemas::layout::slot::HEAD_PAYLOAD;
 use flightrec_schemas::layout::{header as h, lane_control};
 use flightrec_schemas::trace::{encode_header, Level, TraceKind, FLAG_TRUNCATED, TRACE_HEADER_LEN};
 
@@ -152,6 +153,10 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// The longest text that fits one slot beside its header. Every lane takes a record of one
+/// slot (a lane's limit is at least a slot's payload), so such a text is never cut.
+const SHORT_TEXT: usize = HEAD_PAYLOAD as usize - TRACE_HEADER_LEN;
+
 /// Writes one trace record into `writer`, its text cut to the lane's limit if need be.
 #[inline(always)]
 fn write_event(
@@ -162,13 +167,19 @@ fn write_event(
     tid: u32,
     text: &str,
 ) {
+    let header = |flags| u64::from_le_bytes(encode_header(kind, level, flags, tid));
+    // A short text, the common case: one comparison with a constant settles both whether it
+    // must be cut and whether it takes one slot, without looking up the lane's limit.
+    if text.len() <= SHORT_TEXT {
+        writer.push_prefixed_short(ticks, header(0), text.as_bytes());
+        return;
+    }
     let room = writer.max_len() as usize - TRACE_HEADER_LEN;
     let (message, flags) = match text.len() <= room {
         true => (text, 0),
         false => truncated(text, room),
     };
-    let header = u64::from_le_bytes(encode_header(kind, level, flags, tid));
-    writer.push_prefixed_fitting(ticks, header, message.as_bytes());
+    writer.push_prefixed_fitting(ticks, header(flags), message.as_bytes());
 }
 
 thread_local! {

@@ -438,12 +438,8 @@ impl<'a> Slots<'a> {
     /// `body`, without joining them first. Same contract as [`Self::write`].
     #[inline(always)]
     pub fn write_prefixed(&self, pos: u64, seq: u64, ticks: u64, prefix: u64, body: &[u8]) -> u64 {
-        let len = 8 + body.len();
-        if len <= slot::HEAD_PAYLOAD as usize {
-            // A short trace message, the common case: its words come from a few overlapping
-            // loads rather than from `Payload::word`'s general byte-by-byte cases.
-            let [a, b, c] = short_words(body);
-            self.write_single(pos, seq, ticks, len, &[prefix, a, b, c]);
+        if 8 + body.len() <= slot::HEAD_PAYLOAD as usize {
+            self.write_prefixed_short(pos, seq, ticks, prefix, body);
             return 1;
         }
         let payload = Payload {
@@ -452,6 +448,16 @@ impl<'a> Slots<'a> {
         };
         debug_assert!(payload.len() <= self.max_record_len() as usize);
         self.write_spanning(pos, seq, ticks, &payload)
+    }
+
+    /// [`Self::write_prefixed`] of a `body` of at most 24 bytes, which always takes one slot.
+    #[inline(always)]
+    pub fn write_prefixed_short(&self, pos: u64, seq: u64, ticks: u64, prefix: u64, body: &[u8]) {
+        debug_assert!(8 + body.len() <= slot::HEAD_PAYLOAD as usize);
+        // A short trace message, the common case: its words come from a few overlapping loads
+        // rather than from `Payload::word`'s general byte-by-byte cases.
+        let [a, b, c] = short_words(body);
+        self.write_single(pos, seq, ticks, 8 + body.len(), &[prefix, a, b, c]);
     }
 
     /// Writes a record of at most 32 bytes given as words; always one slot.
