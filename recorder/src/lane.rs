@@ -45,7 +45,9 @@ impl LaneWriter {
     /// Appends a record of at most 32 bytes given as slot words (always fits).
     #[inline(always)]
     pub fn push_inline(&mut self, ticks: u64, record: &InlineRecord) -> u64 {
-        self.append(|slots, pos, seq| slots.write_inline(pos, seq, ticks, record))
+        let (pos, seq) = self.next_single();
+        self.memory.slots().write_inline(pos, seq, ticks, record);
+        seq
     }
 
     /// Appends one record whose payload is `prefix` (8 bytes, little-endian) then `body`.
@@ -67,10 +69,11 @@ impl LaneWriter {
     /// [`Self::push_prefixed`] of a `body` of at most 24 bytes: one slot, which every lane holds.
     #[inline(always)]
     pub fn push_prefixed_short(&mut self, ticks: u64, prefix: u64, body: &[u8]) -> u64 {
-        self.append(|slots, pos, seq| {
-            slots.write_prefixed_short(pos, seq, ticks, prefix, body);
-            1
-        })
+        let (pos, seq) = self.next_single();
+        self.memory
+            .slots()
+            .write_prefixed_short(pos, seq, ticks, prefix, body);
+        seq
     }
 
     /// Refuses (and counts) a record of `len` bytes that the lane cannot hold.
@@ -93,6 +96,17 @@ impl LaneWriter {
         self.pos += write(self.memory.slots(), self.pos, seq);
         self.seq += 1;
         seq
+    }
+
+    /// Takes the position and number of a record of one slot, for the hot paths that write one:
+    /// no closure in their way, so nothing depends on the inliner's judgement of one.
+    #[inline(always)]
+    fn next_single(&mut self) -> (u64, u64) {
+        let (pos, seq) = (self.pos, self.seq);
+        self.memory.prefetch(pos + PREFETCH_AHEAD);
+        self.pos = pos + 1;
+        self.seq = seq + 1;
+        (pos, seq)
     }
 
     /// Skips a sequence number without writing (an input that could not be recorded).
