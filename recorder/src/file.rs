@@ -165,9 +165,6 @@ fn reserve(file: &File, size: u64) -> std::io::Result<()> {
 /// One lane's slots and control block, kept mapped by the handle on the file it holds.
 pub struct LaneMemory {
     slots: Slots<'static>,
-    /// The words of `slots` again, and its slot count minus one, for [`Self::prefetch`].
-    words: &'static [AtomicU64],
-    mask: u64,
     control: &'static [AtomicU64],
     /// Keeps the mapping alive for `slots` and `control`.
     _file: Arc<RingFile>,
@@ -190,8 +187,6 @@ impl LaneMemory {
         let slots = Slots::new(words).expect("the writer lays lanes out with power-of-two slots");
         LaneMemory {
             slots,
-            words,
-            mask: slots.slot_count() - 1,
             control,
             _file: Arc::clone(file),
         }
@@ -202,28 +197,6 @@ impl LaneMemory {
     #[inline(always)]
     pub fn slots(&self) -> &Slots<'_> {
         &self.slots
-    }
-
-    /// Asks the CPU to fetch the slot at lane position `pos` into its cache, ahead of the write
-    /// that will need it. A lane is a ring larger than the cache, so the slot the writer reaches
-    /// has usually left it; without the hint, a tight loop of records waits for each line to
-    /// come in from memory, a good part of what a record costs.
-    #[inline(always)]
-    pub fn prefetch(&self, pos: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let at = self
-                .words
-                .as_ptr()
-                .wrapping_add((pos & self.mask) as usize * SLOT_WORDS);
-            // SAFETY: a prefetch is only a hint: it has no effect a program can observe and never
-            // faults, whatever the address (and this one is a slot of the live mapping).
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(at.cast())
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = pos;
     }
 
     /// A word of the control block, by its `lane_control` offset.

@@ -91,8 +91,9 @@ impl LaneWriter {
     fn append(&mut self, write: impl FnOnce(&Slots<'_>, u64, u64) -> u64) -> u64 {
         let seq = self.seq;
         // The slot a few records on is fetched while this one is written, so that it is in the
-        // cache by the time it is written in turn.
-        self.memory.prefetch(self.pos + PREFETCH_AHEAD);
+        // cache by the time it is written in turn: a lane is larger than the cache, and without
+        // the hint a burst of records waits on memory for each slot's line.
+        self.memory.slots().prefetch(self.pos + PREFETCH_AHEAD);
         self.pos += write(self.memory.slots(), self.pos, seq);
         self.seq += 1;
         seq
@@ -103,7 +104,7 @@ impl LaneWriter {
     #[inline(always)]
     fn next_single(&mut self) -> (u64, u64) {
         let (pos, seq) = (self.pos, self.seq);
-        self.memory.prefetch(pos + PREFETCH_AHEAD);
+        self.memory.slots().prefetch(pos + PREFETCH_AHEAD);
         self.pos = pos + 1;
         self.seq = seq + 1;
         (pos, seq)

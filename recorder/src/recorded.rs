@@ -53,10 +53,9 @@ pub struct Recorded<M: Machine> {
     /// sooner, the input after which the lane would have no slot left before `window_end`, or
     /// zero after an input that could not be recorded. See [`Self::due_after`].
     due_after_seq: u64,
-    /// The input cadence's part of `due_after_seq`.
-    cadence_due_after_seq: u64,
-    /// An input since the last checkpoint could not be recorded.
-    unrecorded: bool,
+    /// The part of `due_after_seq` that does not depend on the room left: the input cadence's,
+    /// or zero once an input could not be recorded (replay resumes at the checkpoint after it).
+    due_regardless_of_room: u64,
     last_checkpoint_seq: u64,
     /// Input-lane position where the newest checkpoint's inputs begin; the lane must not wrap
     /// past it (the window invariant).
@@ -90,8 +89,7 @@ impl<M: Machine> Recorded<M> {
             cadence,
             next_checkpoint_ticks: 0,
             due_after_seq: 0,
-            cadence_due_after_seq: 0,
-            unrecorded: false,
+            due_regardless_of_room: 0,
             last_checkpoint_seq: 0,
             window_start: 0,
             window_end: 0,
@@ -175,22 +173,19 @@ impl<M: Machine> Recorded<M> {
     /// that replay resumes after it.
     fn skip(&mut self) {
         self.input.skip();
-        self.unrecorded = true;
+        self.due_regardless_of_room = 0;
     }
 
     /// The input after which a checkpoint is due: the cadence's, or sooner the last input that
     /// leaves a slot before `window_end` (so the next inline input needs no check of its own),
     /// or every input after one that could not be recorded.
     fn due_after(&self) -> u64 {
-        if self.unrecorded {
-            return 0;
-        }
         // Slots and numbers advance together on the inline path: with `free` slots left, the
         // input numbered `seq() + free - 1` takes the last one, and the one after it would not
         // fit. With none left, the input just written (`seq() - 1`) is the last.
         let free = self.window_end.saturating_sub(self.input.pos());
         let last_fitting = self.input.seq().saturating_add(free).saturating_sub(1);
-        self.cadence_due_after_seq.min(last_fitting)
+        self.due_regardless_of_room.min(last_fitting)
     }
 
     #[cold]
@@ -204,8 +199,7 @@ impl<M: Machine> Recorded<M> {
         self.window_start = self.input.pos();
         self.window_end = self.window_start + self.input.capacity();
         self.last_checkpoint_seq = seq;
-        self.unrecorded = false;
-        self.cadence_due_after_seq = seq.saturating_add(self.cadence.inputs).saturating_sub(1);
+        self.due_regardless_of_room = seq.saturating_add(self.cadence.inputs).saturating_sub(1);
         self.due_after_seq = self.due_after();
         self.next_checkpoint_ticks = ticks.saturating_add(self.cadence.ticks);
     }

@@ -388,6 +388,21 @@ pub struct Slots<'a> {
     mask: u64,
 }
 
+/// Asks the CPU to bring the cache line at `address` in, ahead of an access that will need it.
+/// A hint only: on other architectures than x86_64 it does nothing.
+#[inline(always)]
+#[allow(unsafe_code)]
+pub fn prefetch(address: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch never faults and has no effect a program can observe, whatever the
+    // address (it may lie past the end of an allocation); SSE is part of x86_64.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 impl<'a> Slots<'a> {
     /// Wraps the words of a lane. Returns `None` unless the slot count is a nonzero power of two
     /// and the words fill whole slots.
@@ -536,6 +551,13 @@ impl<'a> Slots<'a> {
         }
         head[0].store(pos + 1, Ordering::Release);
         slots
+    }
+
+    /// [`prefetch`]es the slot at lane position `pos`, ahead of the write that will need it.
+    #[inline(always)]
+    pub fn prefetch(&self, pos: u64) {
+        let start = (pos & self.mask) as usize * SLOT_WORDS;
+        prefetch(self.words.as_ptr().wrapping_add(start).cast());
     }
 
     /// The words of the slot at lane position `pos`.

@@ -12,7 +12,7 @@
 use std::ops::Range;
 
 use flightrec_schemas::layout::slots_for;
-use flightrec_schemas::slot::Corruption;
+use flightrec_schemas::slot::{prefetch, Corruption};
 
 /// One recovered record, borrowed from its [`LaneRecords`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -476,20 +476,6 @@ impl<'a> Run<'a> {
 
 /// How far ahead of the payload being replayed to ask for the bytes to be cached.
 const PREFETCH_AHEAD: usize = 1024;
-
-/// Asks for the cache line at `address` to be brought in, if the CPU can be asked.
-#[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch(address: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program, whatever
-    // the address (it may lie past the end of the payloads); SSE is part of x86_64.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(address.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = address;
-}
 
 /// Time and payload of a run of records, in order: see [`LaneRecords::timed_payloads`].
 pub(crate) struct TimedPayloads<'a> {
