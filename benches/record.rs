@@ -1,23 +1,31 @@
-//! Hot-path costs of the recorder, each group measured against an in-run baseline so the
-//! targets are ratios and do not depend on the machine the benchmark runs on.
+//! Hot-path costs of the recorder, each measured against an in-run baseline so the targets are
+//! ratios and do not depend on the machine the benchmark runs on.
 //!
-//! | group               | benchmark     | baseline       | target            |
-//! |---------------------|---------------|----------------|-------------------|
-//! | `record_32B`        | `apply`       | `baseline`     | at most 1.3x      |
-//! | `record_32B`        | `trace_event` | `baseline`     | at most 1.3x      |
-//! | `trace_two_threads` | `two_threads` | `one_thread`   | at most 1.1x      |
-//! | `checkpoint_1MiB`   | `checkpoint`  | `memcpy_1MiB`  | at most 3x        |
+//! The targets are judged in `record_ratios`, where each sample times the baseline and the
+//! target back to back and its value is their ratio (see `common::paired`): on a shared machine
+//! the same loop drifts by a third between criterion's separate windows, more than the margins.
 //!
-//! - `record_32B/baseline` is the design's floor for recording one input: read the TSC, store a
-//!   32-byte record (plus its ticks) into a 64-byte slot of an mmap'd ring, and commit it with a
-//!   release store of its sequence word.
-//! - `record_32B/apply` is `Recorded::apply` of a 32-byte plain-old-data input on the zero-copy
-//!   codec path, with a trivial machine; checkpoints are rare but do happen and are included.
-//! - `record_32B/trace_event` is `Tracer::event` with a short message (one slot).
-//! - `trace_two_threads` is the time per thread for tracing `iters` events, one thread alone
-//!   versus two threads at once into the same recorder (each on its own lane).
-//! - `checkpoint_1MiB/checkpoint` is `Recorded::checkpoint` of a 1 MiB state whose encoding is a
-//!   plain copy, against copying 1 MiB between two buffers.
+//! | `record_ratios` benchmark   | target                | baseline               | at most |
+//! |-----------------------------|-----------------------|------------------------|---------|
+//! | `apply_vs_baseline`         | `apply`               | `baseline`             | 1.3x    |
+//! | `trace_event_vs_baseline`   | `trace_event`         | `baseline`             | 1.3x    |
+//! | `two_threads_vs_one_thread` | two threads tracing   | one thread tracing     | 1.1x    |
+//! | `checkpoint_vs_memcpy`      | `checkpoint`          | `memcpy_1MiB`          | 3x      |
+//!
+//! The groups `record_32B`, `trace_two_threads` and `checkpoint_1MiB` measure the same loops on
+//! their own, for their absolute costs:
+//!
+//! - `baseline` is the design's floor for recording one input: read the TSC, store a 32-byte
+//!   record (plus its ticks) into a 64-byte slot of an mmap'd ring, and commit it with a release
+//!   store of its sequence word.
+//! - `apply` is `Recorded::apply` of a 32-byte plain-old-data input on the zero-copy codec path,
+//!   with a trivial machine; checkpoints are rare but do happen and are included.
+//! - `trace_event` is `Tracer::event` with a short message (one slot).
+//! - `one_thread` and `two_threads` are the time per thread for tracing `iters` events, one
+//!   thread alone versus two threads at once into the same recorder (each on its own lane); of
+//!   two threads, the slower one counts.
+//! - `checkpoint` is `Recorded::checkpoint` of a 1 MiB state whose encoding is a plain copy,
+//!   against `memcpy_1MiB`, copying 1 MiB between two buffers.
 //!
 //! Ring files live in a fresh temporary directory, on tmpfs where there is one (the recorder's
 //! default location), and are removed afterwards.
@@ -25,7 +33,9 @@
 
 mod common;
 
+use common::paired::{self, Ratio};
 use common::ring_dir;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -189,61 +199,117 @@ fn rdtsc() -> u64 {
     }
 }
 
+/// The baseline's writer: the design's floor for recording one 32-byte input.
+struct BaselineWriter {
+    ring: RawRing,
+    mask: u64,
+    pos: u64,
+}
+
+impl BaselineWriter {
+    fn create(dir: &Path) -> BaselineWriter {
+        let ring = RawRing::create(&ring_path(dir, "baseline"), RING_BYTES);
+        let mask = (ring.words().len() / SLOT_WORDS - 1) as u64;
+        BaselineWriter { ring, mask, pos: 0 }
+    }
+
+    /// Reads the TSC, stores `order` and the ticks into the next slot, and commits it with a
+    /// release store of its sequence word.
+    #[inline(always)]
+    fn record(&mut self, order: &Order) {
+        let ticks = rdtsc();
+        let at = (self.pos & self.mask) as usize * SLOT_WORDS;
+        let slot: &[AtomicU64; SLOT_WORDS] = self.ring.words()[at..at + SLOT_WORDS]
+            .try_into()
+            .expect("a slot is SLOT_WORDS words");
+        slot[1].store(ticks, Ordering::Relaxed);
+        slot[2].store(order.id, Ordering::Relaxed);
+        slot[3].store(order.price, Ordering::Relaxed);
+        slot[4].store(order.quantity, Ordering::Relaxed);
+        slot[5].store(order.side, Ordering::Relaxed);
+        slot[0].store(self.pos + 1, Ordering::Release);
+        self.pos += 1;
+    }
+}
+
+/// What `record_32B` measures: the baseline, a recorder applying inputs, one tracing.
+struct Record32 {
+    baseline: BaselineWriter,
+    applying: Recorded<Book>,
+    tracing: Recorded<Book>,
+    tracer: Tracer,
+}
+
+impl Record32 {
+    fn create(dir: &Path) -> Record32 {
+        let applying = build(
+            Builder::new()
+                .input_lane_bytes(RING_BYTES)
+                .checkpoint_every_inputs(100_000)
+                .checkpoint_every(Duration::from_secs(1))
+                .trace_lanes(1)
+                .trace_lane_bytes(4096)
+                .state_capacity(4096),
+            ring_path(dir, "apply"),
+            Book::default(),
+        );
+        let tracing = build(
+            Builder::new()
+                .input_lane_bytes(64 << 10)
+                .trace_lanes(1)
+                .trace_lane_bytes(RING_BYTES)
+                .state_capacity(4096),
+            ring_path(dir, "trace"),
+            Book::default(),
+        );
+        let tracer = tracing.tracer();
+        Record32 {
+            baseline: BaselineWriter::create(dir),
+            applying,
+            tracing,
+            tracer,
+        }
+    }
+
+    fn baseline(&mut self) {
+        self.baseline.record(black_box(&ORDER));
+    }
+
+    fn apply(&mut self) {
+        self.applying.apply(black_box(&ORDER));
+    }
+
+    fn trace_event(&self) {
+        self.tracer.event(Level::Info, black_box(MESSAGE));
+    }
+}
+
+impl Drop for Record32 {
+    fn drop(&mut self) {
+        // Keeps the machine's work observable, so that `apply` is not optimised away.
+        black_box(self.applying.machine().traded);
+        black_box(self.tracing.machine().traded);
+    }
+}
+
+/// Times `iters` calls of `once`.
+#[inline(always)]
+fn timed(iters: u64, mut once: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        once();
+    }
+    start.elapsed()
+}
+
 fn record_32b(c: &mut Criterion) {
     let dir = ring_dir();
+    let mut rig = Record32::create(dir.path());
     let mut group = c.benchmark_group("record_32B");
     group.throughput(Throughput::Elements(1));
-
-    let ring = RawRing::create(&ring_path(dir.path(), "baseline"), RING_BYTES);
-    let words = ring.words();
-    let mask = (words.len() / SLOT_WORDS - 1) as u64;
-    let mut pos = 0u64;
-    group.bench_function("baseline", |b| {
-        b.iter(|| {
-            let order = black_box(&ORDER);
-            let ticks = rdtsc();
-            let at = (pos & mask) as usize * SLOT_WORDS;
-            let slot: &[AtomicU64; SLOT_WORDS] = words[at..at + SLOT_WORDS]
-                .try_into()
-                .expect("a slot is SLOT_WORDS words");
-            slot[1].store(ticks, Ordering::Relaxed);
-            slot[2].store(order.id, Ordering::Relaxed);
-            slot[3].store(order.price, Ordering::Relaxed);
-            slot[4].store(order.quantity, Ordering::Relaxed);
-            slot[5].store(order.side, Ordering::Relaxed);
-            slot[0].store(pos + 1, Ordering::Release);
-            pos += 1;
-        })
-    });
-
-    let mut recorded = build(
-        Builder::new()
-            .input_lane_bytes(RING_BYTES)
-            .checkpoint_every_inputs(100_000)
-            .checkpoint_every(Duration::from_secs(1))
-            .trace_lanes(1)
-            .trace_lane_bytes(4096)
-            .state_capacity(4096),
-        ring_path(dir.path(), "apply"),
-        Book::default(),
-    );
-    group.bench_function("apply", |b| b.iter(|| recorded.apply(black_box(&ORDER))));
-    black_box(recorded.machine().traded);
-    drop(recorded);
-
-    let recorded = build(
-        Builder::new()
-            .input_lane_bytes(64 << 10)
-            .trace_lanes(1)
-            .trace_lane_bytes(RING_BYTES)
-            .state_capacity(4096),
-        ring_path(dir.path(), "trace"),
-        Book::default(),
-    );
-    let tracer = recorded.tracer();
-    group.bench_function("trace_event", |b| {
-        b.iter(|| tracer.event(Level::Info, black_box(MESSAGE)))
-    });
+    group.bench_function("baseline", |b| b.iter(|| rig.baseline()));
+    group.bench_function("apply", |b| b.iter(|| rig.apply()));
+    group.bench_function("trace_event", |b| b.iter(|| rig.trace_event()));
     group.finish();
 }
 
@@ -274,17 +340,22 @@ fn trace_on_threads(tracer: &Tracer, threads: usize, iters: u64) -> Duration {
         .unwrap_or_default()
 }
 
-fn trace_two_threads(c: &mut Criterion) {
-    let dir = ring_dir();
-    let recorded = build(
+/// A recorder with a trace lane for each of two threads.
+fn two_lane_recorder(dir: &Path) -> Recorded<Book> {
+    build(
         Builder::new()
             .input_lane_bytes(64 << 10)
             .trace_lanes(2)
             .trace_lane_bytes(RING_BYTES)
             .state_capacity(4096),
-        ring_path(dir.path(), "threads"),
+        ring_path(dir, "threads"),
         Book::default(),
-    );
+    )
+}
+
+fn trace_two_threads(c: &mut Criterion) {
+    let dir = ring_dir();
+    let recorded = two_lane_recorder(dir.path());
     let tracer = recorded.tracer();
     let mut group = c.benchmark_group("trace_two_threads");
     group.throughput(Throughput::Elements(1));
@@ -297,39 +368,113 @@ fn trace_two_threads(c: &mut Criterion) {
     group.finish();
 }
 
+/// What `checkpoint_1MiB` measures: a copy of 1 MiB, and a recorder checkpointing 1 MiB.
+struct Checkpoint1MiB {
+    source: Vec<u8>,
+    target: Vec<u8>,
+    recorded: Recorded<Blob>,
+}
+
+impl Checkpoint1MiB {
+    fn create(dir: &Path) -> Checkpoint1MiB {
+        let recorded = build(
+            Builder::new()
+                .input_lane_bytes(64 << 10)
+                .trace_lanes(1)
+                .trace_lane_bytes(4096)
+                .state_capacity(2 * STATE_BYTES as u64),
+            ring_path(dir, "checkpoint"),
+            Blob::new(STATE_BYTES),
+        );
+        Checkpoint1MiB {
+            source: Blob::new(STATE_BYTES).bytes,
+            target: vec![0u8; STATE_BYTES],
+            recorded,
+        }
+    }
+
+    fn memcpy(&mut self) {
+        self.target.copy_from_slice(black_box(&self.source));
+        black_box(&mut self.target);
+    }
+
+    fn checkpoint(&mut self) {
+        self.recorded.checkpoint();
+    }
+}
+
 fn checkpoint_1mib(c: &mut Criterion) {
     let dir = ring_dir();
+    let mut rig = Checkpoint1MiB::create(dir.path());
     let mut group = c.benchmark_group("checkpoint_1MiB");
     group.throughput(Throughput::Bytes(STATE_BYTES as u64));
-
-    let source = Blob::new(STATE_BYTES).bytes;
-    let mut target = vec![0u8; STATE_BYTES];
-    group.bench_function("memcpy_1MiB", |b| {
-        b.iter(|| {
-            target.copy_from_slice(black_box(&source));
-            black_box(&mut target);
-        })
-    });
-
-    let mut recorded = build(
-        Builder::new()
-            .input_lane_bytes(64 << 10)
-            .trace_lanes(1)
-            .trace_lane_bytes(4096)
-            .state_capacity(2 * STATE_BYTES as u64),
-        ring_path(dir.path(), "checkpoint"),
-        Blob::new(STATE_BYTES),
-    );
-    group.bench_function("checkpoint", |b| b.iter(|| recorded.checkpoint()));
+    group.bench_function("memcpy_1MiB", |b| b.iter(|| rig.memcpy()));
+    group.bench_function("checkpoint", |b| b.iter(|| rig.checkpoint()));
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
+/// The targets, each measured beside its baseline within every sample (see `common::paired`).
+fn record_ratios(c: &mut Criterion<Ratio>) {
+    let dir = ring_dir();
+    let mut group = c.benchmark_group("record_ratios");
+
+    // Both sides of a pair use the one rig; each borrows it once per sample, not per iteration.
+    let rig = RefCell::new(Record32::create(dir.path()));
+    let baseline = |iters| {
+        let mut rig = rig.borrow_mut();
+        timed(iters, || rig.baseline())
+    };
+    paired::bench(&mut group, "apply_vs_baseline", baseline, |iters| {
+        let mut rig = rig.borrow_mut();
+        timed(iters, || rig.apply())
+    });
+    paired::bench(&mut group, "trace_event_vs_baseline", baseline, |iters| {
+        let rig = rig.borrow();
+        timed(iters, || rig.trace_event())
+    });
+    drop(rig);
+
+    let recorded = two_lane_recorder(dir.path());
+    let tracer = recorded.tracer();
+    paired::bench(
+        &mut group,
+        "two_threads_vs_one_thread",
+        |iters| trace_on_threads(&tracer, 1, iters),
+        |iters| trace_on_threads(&tracer, 2, iters),
+    );
+    drop(recorded);
+
+    let rig = RefCell::new(Checkpoint1MiB::create(dir.path()));
+    paired::bench(
+        &mut group,
+        "checkpoint_vs_memcpy",
+        |iters| {
+            let mut rig = rig.borrow_mut();
+            timed(iters, || rig.memcpy())
+        },
+        |iters| {
+            let mut rig = rig.borrow_mut();
+            timed(iters, || rig.checkpoint())
+        },
+    );
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
-        .sample_size(50);
+        .sample_size(50)
+}
+
+criterion_group! {
+    name = absolute;
+    config = config();
     targets = record_32b, trace_two_threads, checkpoint_1mib
 }
-criterion_main!(benches);
+criterion_group! {
+    name = ratios;
+    config = config().with_measurement(Ratio);
+    targets = record_ratios
+}
+criterion_main!(absolute, ratios);

@@ -5,6 +5,10 @@ Run after `cargo bench` (any subset): targets whose results are missing are list
 Medians are criterion's median of its per-sample means, in target/criterion/*/new.
 Exit status 1 when a measured target is missed, so a script can tell.
 
+A paired benchmark (benches/common/paired.rs) times its baseline beside it in every sample and
+its value is the ratio itself; the separate absolute benchmarks of the same pair are printed
+below it for scale ("for scale" lines are not judged: their windows differ).
+
     python3 scripts/bench-ratios.py [TARGET_DIR]
 """
 
@@ -19,11 +23,17 @@ GIB = 1 << 30
 #   ratio_min: baseline median / benchmark median at least `limit` (speed relative to baseline)
 #   under_ms:  benchmark median under `limit` milliseconds
 #   gbps_min:  `limit` = (bytes per iteration, least GB/s)
+#   paired_max: the paired benchmark's median ratio at most `limit` (`baseline` is None)
+#   scale:     benchmark median / baseline median, printed, not judged
 TARGETS = [
-    ("record_32B", "apply", "baseline", "ratio_max", 1.3),
-    ("record_32B", "trace_event", "baseline", "ratio_max", 1.3),
-    ("trace_two_threads", "two_threads", "one_thread", "ratio_max", 1.1),
-    ("checkpoint_1MiB", "checkpoint", "memcpy_1MiB", "ratio_max", 3.0),
+    ("record_ratios", "apply_vs_baseline", None, "paired_max", 1.3),
+    ("record_32B", "apply", "baseline", "scale", None),
+    ("record_ratios", "trace_event_vs_baseline", None, "paired_max", 1.3),
+    ("record_32B", "trace_event", "baseline", "scale", None),
+    ("record_ratios", "two_threads_vs_one_thread", None, "paired_max", 1.1),
+    ("trace_two_threads", "two_threads", "one_thread", "scale", None),
+    ("record_ratios", "checkpoint_vs_memcpy", None, "paired_max", 3.0),
+    ("checkpoint_1MiB", "checkpoint", "memcpy_1MiB", "scale", None),
     ("replay_throughput", "replay", "apply_decoded", "ratio_max", 1.5),
     ("history_10M", "random_position", "apply_interval", "under_ms", 5.0),
     ("history_10M", "step_back_1000", "apply_interval", "under_ms", 1.0),  # per step
@@ -56,7 +66,11 @@ def show_ns(ns: float) -> str:
 
 
 def judge(kind, limit, ns, base_ns):
-    """Returns (figure, met) for one target."""
+    """Returns (figure, met) for one target; `met` is None when nothing is judged."""
+    if kind == "paired_max":
+        return f"{ns:.2f}x paired (≤ {limit}x)", ns <= limit
+    if kind == "scale":
+        return f"{ns / base_ns:.2f}x for scale", None
     if kind == "ratio_max":
         ratio = ns / base_ns
         return f"{ratio:.2f}x (≤ {limit}x)", ratio <= limit
@@ -76,17 +90,20 @@ def main() -> int:
     target_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("target")
     root = target_dir / "criterion"
     missed = 0
-    print(f"{'benchmark':<36} {'median':>10} {'baseline':>10}  result")
+    print(f"{'benchmark':<44} {'median':>10} {'baseline':>10}  result")
     for group, bench, base, kind, limit in TARGETS:
         name = f"{group}/{bench}"
-        ns, base_ns = median_ns(root, group, bench), median_ns(root, group, base)
+        ns = median_ns(root, group, bench)
+        base_ns = 1.0 if base is None else median_ns(root, group, base)
         if ns is None or base_ns is None:
-            print(f"{name:<36} {'(not run)':>10}")
+            print(f"{name:<44} {'(not run)':>10}")
             continue
         figure, met = judge(kind, limit, ns, base_ns)
-        missed += not met
-        verdict = "met" if met else "MISSED"
-        print(f"{name:<36} {show_ns(ns):>10} {show_ns(base_ns):>10}  {figure} {verdict}")
+        missed += met is False
+        verdict = {True: "met", False: "MISSED", None: ""}[met]
+        shown = f"{ns:.3f}" if base is None else show_ns(ns)
+        base_shown = "(paired)" if base is None else show_ns(base_ns)
+        print(f"{name:<44} {shown:>10} {base_shown:>10}  {figure} {verdict}")
     return 1 if missed else 0
 
 

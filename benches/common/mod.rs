@@ -6,6 +6,10 @@ use std::path::Path;
 #[allow(dead_code)]
 pub mod accounts;
 
+/// Ratios measured within each sample, for the targets that are ratios to a baseline.
+#[allow(dead_code)]
+pub mod paired;
+
 /// A fresh temporary directory for ring files: on tmpfs where there is one, as in production.
 /// Its name carries this process's id, so that the directories of benchmarks that were killed
 /// (a tmpfs lives in memory: a few of them starve the next run) are found and removed here.
