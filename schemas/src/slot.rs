@@ -562,11 +562,19 @@ impl<'a> Slots<'a> {
 
     /// The words of the slot at lane position `pos`.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn slot(&self, pos: u64) -> &[AtomicU64; SLOT_WORDS] {
         let start = (pos & self.mask) as usize * SLOT_WORDS;
-        self.words[start..start + SLOT_WORDS]
-            .try_into()
-            .expect("a whole slot")
+        debug_assert!(start + SLOT_WORDS <= self.words.len());
+        // SAFETY: `Slots::new` checked that `words` holds `mask + 1` whole slots, so the slot
+        // `pos & mask` lies inside it; the hot paths would otherwise check that on every write.
+        unsafe {
+            &*self
+                .words
+                .as_ptr()
+                .add(start)
+                .cast::<[AtomicU64; SLOT_WORDS]>()
+        }
     }
 
     /// Reads the slot at `index` (0-based, `< slot_count`). A record's payload is copied into
