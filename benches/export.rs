@@ -65,7 +65,9 @@
 mod common;
 
 use common::accounts::{Accounts, Traffic};
+use common::paired::{self, Ratio};
 use common::ring_dir;
+use std::cell::RefCell;
 use std::hint::black_box;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -378,48 +380,80 @@ fn export_direct(history: &mut History<Accounts>, out: &Path) -> u64 {
     })
 }
 
+/// What `export_throughput` measures: a history of 100,000 inputs, the Cap'n Proto bytes of its
+/// export's chunks, and every input, keyframe and checkpoint prepared for an `ExportWriter`.
+struct ThroughputRig {
+    history: History<Accounts>,
+    messages: Vec<u8>,
+    positions: Vec<Position>,
+    checkpoints: Vec<(u64, u64, u64, Vec<u8>)>,
+    base_seq: u64,
+    out: PathBuf,
+}
+
+impl ThroughputRig {
+    /// Builds the rig in `dir`, checking that the prepared writer compresses exactly the bytes
+    /// `export_history` does (and so does the 10M export's way of writing).
+    fn create(dir: &Path, print: bool) -> ThroughputRig {
+        let mut history = history_of(dir, "throughput", THROUGHPUT_INPUTS, SEED);
+        let first = dir.join("first.flightrec");
+        export(&mut history, &first);
+        if print {
+            print_sizes(
+                "export_throughput",
+                &first,
+                THROUGHPUT_INPUTS,
+                history.path(),
+            );
+        }
+        let messages = chunk_messages(&first);
+        let mut previous = history.base_state().clone();
+        let len = history.len();
+        let positions = prepare(&mut history, 0..len, &mut previous);
+        let checkpoints = checkpoints_of(&history);
+        let base_seq = history.base_seq();
+        let mut rig = ThroughputRig {
+            history,
+            messages,
+            positions,
+            checkpoints,
+            base_seq,
+            out: dir.join("bench.flightrec"),
+        };
+        rig.write();
+        assert!(
+            chunk_messages(&rig.out) == rig.messages,
+            "ExportWriter fed the prepared inputs compresses the same bytes as export_history"
+        );
+        export_direct(&mut rig.history, &rig.out);
+        assert!(chunk_messages(&rig.out) == rig.messages);
+        rig
+    }
+
+    /// The baseline: LZ4 of the chunks' bytes.
+    fn lz4(&self) -> Vec<u8> {
+        lz4_flex::compress_prepend_size(black_box(&self.messages))
+    }
+
+    /// `ExportWriter` fed the prepared inputs, through `finish`.
+    fn write(&self) -> u64 {
+        let mut writer = writer_to(&self.out, self.base_seq);
+        push_positions(&mut writer, &self.positions);
+        finish(writer, &self.checkpoints)
+    }
+}
+
 fn export_throughput(c: &mut Criterion) {
     let dir = ring_dir();
-    let mut history = history_of(dir.path(), "throughput", THROUGHPUT_INPUTS, SEED);
-    let first = dir.path().join("first.flightrec");
-    export(&mut history, &first);
-    print_sizes(
-        "export_throughput",
-        &first,
-        THROUGHPUT_INPUTS,
-        history.path(),
-    );
-    let messages = chunk_messages(&first);
-    let mut previous = history.base_state().clone();
-    let len = history.len();
-    let positions = prepare(&mut history, 0..len, &mut previous);
-    let checkpoints = checkpoints_of(&history);
-    let base_seq = history.base_seq();
-    let write = |out: &Path| {
-        let mut writer = writer_to(out, base_seq);
-        push_positions(&mut writer, &positions);
-        finish(writer, &checkpoints)
-    };
-    let out = dir.path().join("bench.flightrec");
-    write(&out);
-    assert!(
-        chunk_messages(&out) == messages,
-        "ExportWriter fed the prepared inputs compresses the same bytes as export_history"
-    );
-    // The 10M export is written the same way.
-    export_direct(&mut history, &out);
-    assert!(chunk_messages(&out) == messages);
-
+    let mut rig = ThroughputRig::create(dir.path(), true);
     let mut group = c.benchmark_group("export_throughput");
-    group.throughput(Throughput::Bytes(messages.len() as u64));
+    group.throughput(Throughput::Bytes(rig.messages.len() as u64));
     group.sampling_mode(SamplingMode::Flat);
-    group.bench_function("lz4_same_bytes", |b| {
-        b.iter(|| lz4_flex::compress_prepend_size(black_box(&messages)))
-    });
-    group.bench_function("writer", |b| b.iter(|| write(&out)));
-    drop(positions);
+    group.bench_function("lz4_same_bytes", |b| b.iter(|| rig.lz4()));
+    group.bench_function("writer", |b| b.iter(|| rig.write()));
+    rig.positions = Vec::new();
     group.bench_function("export_history", |b| {
-        b.iter(|| export(&mut history, &out).bytes)
+        b.iter(|| export(&mut rig.history, &rig.out).bytes)
     });
     group.finish();
 }
@@ -498,68 +532,145 @@ struct Ledger {
     fees: u64,
 }
 
-fn export_big_state(c: &mut Criterion) {
-    let mut rng = Pcg64Mcg::seed_from_u64(SEED);
-    let before = Ledger {
-        accounts: (0..65_536)
-            .map(|_| Account {
-                balance: rng.gen_range(0..1_000_000),
-                operations: rng.gen_range(0..100),
-            })
-            .collect(),
-        deposited: 1 << 40,
-        fees: 12_345,
-    };
-    let mut after = before.clone();
-    after.accounts[40_000].balance += 500;
-    after.accounts[40_000].operations += 1;
-    after.fees += 1;
-    let flat_before = Arc::new(Flat::of(&before));
-    let mut flat_after = Flat::default();
-    flat_after.refill_against(&after, &flat_before);
-    let changes = tree_diff(&flat_before, &flat_after, usize::MAX);
-    assert_eq!(
-        changes,
-        tree_diff(&flat_before, &Flat::of(&after), usize::MAX)
-    );
-    assert_eq!(
-        changes
-            .iter()
-            .map(|c| c.path.to_string())
-            .collect::<Vec<_>>(),
-        [
-            "fees",
-            "accounts[40000].balance",
-            "accounts[40000].operations"
-        ]
-    );
+/// What `export_big_state` measures: the demo's shape of state before and after an input, and
+/// the flat of the state before.
+struct BigState {
+    after: Ledger,
+    flat_before: Arc<Flat>,
+    flat_after: Flat,
+}
 
+impl BigState {
+    /// Builds the states, checking that the diff of the flats is the three changed fields.
+    fn create() -> BigState {
+        let mut rng = Pcg64Mcg::seed_from_u64(SEED);
+        let before = Ledger {
+            accounts: (0..65_536)
+                .map(|_| Account {
+                    balance: rng.gen_range(0..1_000_000),
+                    operations: rng.gen_range(0..100),
+                })
+                .collect(),
+            deposited: 1 << 40,
+            fees: 12_345,
+        };
+        let mut after = before.clone();
+        after.accounts[40_000].balance += 500;
+        after.accounts[40_000].operations += 1;
+        after.fees += 1;
+        let flat_before = Arc::new(Flat::of(&before));
+        let mut flat_after = Flat::default();
+        flat_after.refill_against(&after, &flat_before);
+        let changes = tree_diff(&flat_before, &flat_after, usize::MAX);
+        assert_eq!(
+            changes,
+            tree_diff(&flat_before, &Flat::of(&after), usize::MAX)
+        );
+        assert_eq!(
+            changes
+                .iter()
+                .map(|c| c.path.to_string())
+                .collect::<Vec<_>>(),
+            [
+                "fees",
+                "accounts[40000].balance",
+                "accounts[40000].operations"
+            ]
+        );
+        BigState {
+            after,
+            flat_before,
+            flat_after,
+        }
+    }
+
+    fn flatten(&self, flat: &mut Flat) -> usize {
+        flat.refill(black_box(&self.after));
+        flat.len()
+    }
+
+    fn flatten_against(&self, flat: &mut Flat) -> usize {
+        flat.refill_against(black_box(&self.after), &self.flat_before);
+        flat.len()
+    }
+}
+
+fn export_big_state(c: &mut Criterion) {
+    let state = BigState::create();
     let mut group = c.benchmark_group("export_big_state");
     let mut flat = Flat::default();
-    group.bench_function("flatten", |b| {
-        b.iter(|| {
-            flat.refill(black_box(&after));
-            flat.len()
-        })
-    });
+    group.bench_function("flatten", |b| b.iter(|| state.flatten(&mut flat)));
     group.bench_function("flatten_against", |b| {
-        b.iter(|| {
-            flat.refill_against(black_box(&after), &flat_before);
-            flat.len()
-        })
+        b.iter(|| state.flatten_against(&mut flat))
     });
     group.bench_function("diff", |b| {
-        b.iter(|| tree_diff(black_box(&flat_before), black_box(&flat_after), usize::MAX))
+        b.iter(|| {
+            tree_diff(
+                black_box(&state.flat_before),
+                black_box(&state.flat_after),
+                usize::MAX,
+            )
+        })
     });
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
+/// The export targets that are ratios, each paired with its baseline within every sample (see
+/// `common::paired`). `writer_vs_lz4` is the writer's time over LZ4's, so at most 2 means at
+/// least half LZ4's speed.
+fn export_ratios(c: &mut Criterion<Ratio>) {
+    let mut group = c.benchmark_group("export_ratios");
+    group.sampling_mode(SamplingMode::Flat);
+    let state = BigState::create();
+    let flat = RefCell::new(Flat::default());
+    paired::bench(
+        &mut group,
+        "flatten_against_vs_flatten",
+        |iters| {
+            let mut flat = flat.borrow_mut();
+            paired::timed(iters, || {
+                black_box(state.flatten(&mut flat));
+            })
+        },
+        |iters| {
+            let mut flat = flat.borrow_mut();
+            paired::timed(iters, || {
+                black_box(state.flatten_against(&mut flat));
+            })
+        },
+    );
+    drop(state);
+
+    let dir = ring_dir();
+    let rig = ThroughputRig::create(dir.path(), false);
+    paired::bench(
+        &mut group,
+        "writer_vs_lz4",
+        |iters| paired::timed(iters, || drop(black_box(rig.lz4()))),
+        |iters| {
+            paired::timed(iters, || {
+                black_box(rig.write());
+            })
+        },
+    );
+    group.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
+        .sample_size(10)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
     targets = export_big_state, export_throughput, export_10m
 }
-criterion_main!(benches);
+criterion_group! {
+    name = ratios;
+    config = config().with_measurement(Ratio);
+    targets = export_ratios
+}
+criterion_main!(benches, ratios);

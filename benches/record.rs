@@ -297,16 +297,6 @@ impl Drop for Record32 {
     }
 }
 
-/// Times `iters` calls of `once`.
-#[inline(always)]
-fn timed(iters: u64, mut once: impl FnMut()) -> Duration {
-    let start = Instant::now();
-    for _ in 0..iters {
-        once();
-    }
-    start.elapsed()
-}
-
 fn record_32b(c: &mut Criterion) {
     let dir = ring_dir();
     let mut rig = Record32::create(dir.path());
@@ -429,15 +419,15 @@ fn record_ratios(c: &mut Criterion<Ratio>) {
     let rig = RefCell::new(Record32::create(dir.path()));
     let baseline = |iters| {
         let mut rig = rig.borrow_mut();
-        timed(iters, || rig.baseline())
+        paired::timed(iters, || rig.baseline())
     };
     paired::bench(&mut group, "apply_vs_baseline", baseline, |iters| {
         let mut rig = rig.borrow_mut();
-        timed(iters, || rig.apply())
+        paired::timed(iters, || rig.apply())
     });
     paired::bench(&mut group, "trace_event_vs_baseline", baseline, |iters| {
         let rig = rig.borrow();
-        timed(iters, || rig.trace_event())
+        paired::timed(iters, || rig.trace_event())
     });
     drop(rig);
 
@@ -457,11 +447,11 @@ fn record_ratios(c: &mut Criterion<Ratio>) {
         "checkpoint_vs_memcpy",
         |iters| {
             let mut rig = rig.borrow_mut();
-            timed(iters, || rig.memcpy())
+            paired::timed(iters, || rig.memcpy())
         },
         |iters| {
             let mut rig = rig.borrow_mut();
-            timed(iters, || rig.checkpoint())
+            paired::timed(iters, || rig.checkpoint())
         },
     );
     group.finish();

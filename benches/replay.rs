@@ -44,6 +44,7 @@
 mod common;
 
 use common::accounts::{Accounts, Traffic, Transfer};
+use common::paired::{self, Ratio};
 use common::ring_dir;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
@@ -104,19 +105,19 @@ fn tick(seq: u64) -> Tick {
     }
 }
 
-fn replay_throughput(c: &mut Criterion) {
-    let dir = ring_dir();
+/// The ring of `replay_throughput`: 1,000,000 inputs, checked to replay to what a plain loop
+/// over the same inputs computes. Returns its path and the opened ring.
+fn throughput_ring(dir: &Path) -> (PathBuf, Ring) {
     let mut traffic = Traffic::new(SEED);
     let inputs: Vec<Transfer> = (0..THROUGHPUT_INPUTS).map(|_| traffic.next()).collect();
     let mut replayed = inputs.iter();
     let path = record(
-        dir.path(),
+        dir,
         "throughput",
         2 * THROUGHPUT_INPUTS as u64 * SLOT_BYTES,
         THROUGHPUT_INPUTS as u64,
         || *replayed.next().expect("one input per apply"),
     );
-    let options = ReplayOptions::default();
     let ring = Ring::open(&path).expect("open the ring file");
 
     // The replay must rebuild what the plain loop computes.
@@ -124,7 +125,7 @@ fn replay_throughput(c: &mut Criterion) {
     for (seq, input) in inputs.iter().enumerate() {
         expected.apply(input, tick(seq as u64));
     }
-    let mut history = History::<Accounts>::replay(&ring, Recovered::of(&ring), &options)
+    let mut history = History::<Accounts>::replay(&ring, Recovered::of(&ring), &options())
         .expect("replay the ring file");
     assert_eq!(history.len(), THROUGHPUT_INPUTS);
     assert!(history.verification().passed(), "the replay diverged");
@@ -134,38 +135,62 @@ fn replay_throughput(c: &mut Criterion) {
     assert_eq!(last.balances, expected.balances);
     assert_eq!(last.applied, expected.applied);
     assert_eq!(last.rejected, expected.rejected);
-    drop(history);
+    (path, ring)
+}
 
+fn options() -> ReplayOptions {
+    ReplayOptions::default()
+}
+
+/// The baseline: applies already-decoded inputs to a fresh machine.
+fn apply_all(inputs: Vec<Transfer>) -> (Accounts, Vec<Transfer>) {
+    let mut machine = Accounts::new();
+    for (seq, input) in inputs.iter().enumerate() {
+        machine.apply(input, tick(seq as u64));
+    }
+    (machine, inputs)
+}
+
+fn replay(ring: &Ring, recovered: Recovered) -> History<Accounts> {
+    History::<Accounts>::replay(ring, recovered, &options()).expect("replay the ring")
+}
+
+fn replay_throughput(c: &mut Criterion) {
+    let dir = ring_dir();
+    let (path, ring) = throughput_ring(dir.path());
     let mut group = c.benchmark_group("replay_throughput");
     group.throughput(Throughput::Elements(THROUGHPUT_INPUTS as u64));
     group.sampling_mode(SamplingMode::Flat);
     group.bench_function("apply_decoded", |b| {
-        b.iter_batched(
-            || decoded_inputs(&ring),
-            |inputs| {
-                let mut machine = Accounts::new();
-                for (seq, input) in inputs.iter().enumerate() {
-                    machine.apply(input, tick(seq as u64));
-                }
-                (machine, inputs)
-            },
-            BatchSize::PerIteration,
-        )
+        b.iter_batched(|| decoded_inputs(&ring), apply_all, BatchSize::PerIteration)
     });
     group.bench_function("replay", |b| {
         b.iter_batched(
             || Recovered::of(&ring),
-            |recovered| {
-                History::<Accounts>::replay(&ring, recovered, &options).expect("replay the ring")
-            },
+            |recovered| replay(&ring, recovered),
             BatchSize::PerIteration,
         )
     });
     group.bench_function("open_and_replay", |b| {
         b.iter_with_large_drop(|| {
-            History::<Accounts>::open_with(&path, &options).expect("open and replay the ring")
+            History::<Accounts>::open_with(&path, &options()).expect("open and replay the ring")
         })
     });
+    group.finish();
+}
+
+/// `replay` against `apply_decoded`, paired within every sample (see `common::paired`).
+fn replay_ratios(c: &mut Criterion<Ratio>) {
+    let dir = ring_dir();
+    let (_path, ring) = throughput_ring(dir.path());
+    let mut group = c.benchmark_group("replay_ratios");
+    group.sampling_mode(SamplingMode::Flat);
+    paired::bench(
+        &mut group,
+        "replay_vs_apply_decoded",
+        |iters| paired::timed_each(iters, || decoded_inputs(&ring), apply_all),
+        |iters| paired::timed_each(iters, || Recovered::of(&ring), |r| replay(&ring, r)),
+    );
     group.finish();
 }
 
@@ -288,12 +313,21 @@ fn open_1gib(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group! {
-    name = benches;
-    config = Criterion::default()
+fn config() -> Criterion {
+    Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
-        .sample_size(10);
+        .sample_size(10)
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
     targets = replay_throughput, history_10m, open_1gib
 }
-criterion_main!(benches);
+criterion_group! {
+    name = ratios;
+    config = config().with_measurement(Ratio);
+    targets = replay_ratios
+}
+criterion_main!(benches, ratios);

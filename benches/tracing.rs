@@ -16,6 +16,8 @@
 //! - `tracing_event/flightrec_layer` is the same event through `FlightrecLayer` into a ring file.
 //! - `tracing_event/tracer_fmt` writes the same text with `flightrec_recorder::event!` straight
 //!   to a `Tracer`, with no `tracing` at all: what the layer adds is the difference.
+//! - `tracing_ratios/flightrec_layer_vs_ring_layer` is where the target is judged: the two layers
+//!   timed back to back within every sample, its value their ratio (see `common::paired`).
 //!
 //! Ring files live in a fresh temporary directory, on tmpfs where there is one (the recorder's
 //! default location), and are removed afterwards.
@@ -23,6 +25,8 @@
 
 mod common;
 
+use common::paired::{self, Ratio};
+use std::cell::Cell;
 use std::fmt::{self, Write as _};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use flightrec_recorder::{Builder, FlightrecLayer, Level, Machine, Tick};
 use tracing::field::{Field, Visit};
-use tracing::{Event, Subscriber};
+use tracing::{dispatcher, Dispatch, Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
 
 /// Words in the baseline's ring (1 MiB, as a flightrec trace lane).
@@ -233,5 +237,49 @@ fn tracing_event(c: &mut Criterion) {
     drop(recorded);
 }
 
+/// Records one `info!` event through whichever subscriber is the default.
+#[inline(always)]
+fn info(order: &Cell<u64>) {
+    order.set(order.get() + 1);
+    tracing::info!(
+        order = black_box(order.get()),
+        price = PRICE,
+        "order matched"
+    );
+}
+
+/// `flightrec_layer` against `ring_layer`, paired within every sample (see `common::paired`):
+/// each side installs its subscriber for its own part of the sample.
+fn tracing_ratios(c: &mut Criterion<Ratio>) {
+    let dir = common::ring_dir();
+    let recorded = Builder::new()
+        .path(dir.path().join("tracing-paired.ring"))
+        .crash_capture(false)
+        .build(Idle)
+        .expect("create a ring file");
+    let ring = Dispatch::new(tracing_subscriber::registry().with(RingLayer::new()));
+    let flightrec =
+        Dispatch::new(tracing_subscriber::registry().with(FlightrecLayer::new(recorded.tracer())));
+    let order = Cell::new(0u64);
+    let mut group = c.benchmark_group("tracing_ratios");
+    paired::bench(
+        &mut group,
+        "flightrec_layer_vs_ring_layer",
+        |iters| dispatcher::with_default(&ring, || paired::timed(iters, || info(&order))),
+        |iters| dispatcher::with_default(&flightrec, || paired::timed(iters, || info(&order))),
+    );
+    group.finish();
+    drop(recorded);
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+}
+
 criterion_group!(benches, tracing_event);
-criterion_main!(benches);
+criterion_group! {
+    name = ratios;
+    config = config().with_measurement(Ratio);
+    targets = tracing_ratios
+}
+criterion_main!(benches, ratios);

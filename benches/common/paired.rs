@@ -14,7 +14,7 @@
 //! Criterion still sizes the samples by wall time (its warm-up and iteration counts use the
 //! elapsed time of the whole routine, baseline and target together).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkGroup, Throughput};
@@ -97,4 +97,32 @@ pub fn bench(
             iters as f64 * measured.as_secs_f64() / base.as_secs_f64().max(f64::MIN_POSITIVE)
         })
     });
+}
+
+/// Times `iters` calls of `once`, inlined into the loop.
+#[inline(always)]
+pub fn timed(iters: u64, mut once: impl FnMut()) -> Duration {
+    let start = Instant::now();
+    for _ in 0..iters {
+        once();
+    }
+    start.elapsed()
+}
+
+/// Times `iters` runs of `routine`, each on a fresh input from `setup`: neither the setup nor
+/// dropping what `routine` returns is timed (as criterion's `iter_batched`).
+pub fn timed_each<I, O>(
+    iters: u64,
+    mut setup: impl FnMut() -> I,
+    mut routine: impl FnMut(I) -> O,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let input = setup();
+        let start = Instant::now();
+        let output = std::hint::black_box(routine(input));
+        total += start.elapsed();
+        drop(output);
+    }
+    total
 }
