@@ -12,6 +12,11 @@
 //! | `export_big_state`  | `diff`             | `flatten`        | at most 0.05x its time        |
 //! | (setup, printed)    | export size        | ring file size   | none: printed, not timed      |
 //!
+//! The two ratio targets are judged in `export_ratios` (`writer_vs_lz4`, at most 2: at least
+//! half LZ4's speed; `flatten_against_vs_flatten`, at most 1.25), where every sample times the
+//! baseline and the target back to back and its value is their ratio (see `common::paired`);
+//! the groups above keep the figures on their own, for scale.
+//!
 //! The machine is `benches/replay.rs`'s: 256 account balances and a few counters, with a 32-byte
 //! plain-old-data transfer as its input, generated from a seeded RNG. An input's tree is five
 //! numbers; its diff changes two to five fields.

@@ -10,6 +10,11 @@
 //! | `history_10M`       | `step_back_1000`   | `apply_interval` | under 1 ms a step        |
 //! | `open_1GiB`         | `open_and_recover` | `map_and_sum`    | at least 1 GB/s          |
 //!
+//! The ratio target is judged in `replay_ratios/replay_vs_apply_decoded`, where every sample
+//! times `apply_decoded` and `replay` back to back and its value is their ratio (see
+//! `common::paired`): this shared machine drifts more between criterion's separate windows
+//! than the margin. `replay_throughput` keeps both figures on their own, for scale.
+//!
 //! The machine is a small account map: 256 balances and a few counters; its input is a 32-byte
 //! plain-old-data transfer (deposit, transfer with a fee, or withdrawal) on the zero-copy codec
 //! path, generated from a seeded RNG.

@@ -95,6 +95,16 @@ fn run_service(args: &DemoArgs, ring: PathBuf) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The arguments that led to `demo` on this process's command line: none for `flightrec demo`,
+/// `flightrec` for a service serving these commands under a subcommand (`kvstore flightrec
+/// demo`), so that the service child is started through the same path.
+fn arguments_before_demo() -> Vec<std::ffi::OsString> {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|argument| argument != "demo")
+        .collect()
+}
+
 fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     // The service would refuse it too, but only after we had announced a run.
     if ring.symlink_metadata().is_ok() {
@@ -107,6 +117,7 @@ fn run_and_report(args: &DemoArgs, ring: &Path) -> Result<ExitCode, Failure> {
     let exe = std::env::current_exe()
         .context("cannot find the flightrec executable to start the service")?;
     let mut child = Command::new(exe)
+        .args(arguments_before_demo())
         .args([
             "demo",
             "--service",

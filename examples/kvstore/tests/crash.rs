@@ -368,3 +368,34 @@ fn malformed_requests_get_errors_and_the_store_keeps_serving() {
     assert_eq!(replay["state"]["entries"], json!({ "a": "2" }));
     assert_eq!(replay["state"]["writes"], 2);
 }
+
+#[test]
+fn the_demo_runs_under_the_stores_own_flightrec_subcommand() {
+    // The demo starts its service as a child of the same executable: through `kvstore
+    // flightrec demo --service`, not `kvstore demo --service`, which kvstore does not know.
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let output = kvstore(&[
+        "flightrec",
+        "demo",
+        "--no-tui",
+        "--rate",
+        "0",
+        "--crash-after",
+        "2000",
+        "--dir",
+        arg(dir.path()),
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    let rings: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read the demo's directory")
+        .flatten()
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "ring"))
+        .collect();
+    assert_eq!(rings.len(), 1, "one ring file in --dir:\n{stdout}");
+    assert!(
+        stdout.contains("panic"),
+        "the demo names the crash:\n{stdout}"
+    );
+}
