@@ -588,6 +588,64 @@ fn the_service_is_terminated_when_its_supervisor_is_killed() {
     supervisor.wait();
 }
 
+#[test]
+fn ctrl_z_stops_the_service_with_its_supervisor_and_fg_continues_both() {
+    let dirs = Dirs::new();
+    let service = demo_service(&["--rate", "1000"]);
+    let mut supervisor = Supervisor::start(&dirs, &["--restart"], &service, &[]);
+    let banner = supervisor.line_where("the service's banner", |l| service_banner(l).is_some());
+    let (service_pid, _) = service_banner(&banner).unwrap();
+    let supervisor_pid = supervisor.pid().as_raw() as u32;
+    // A terminal sends Ctrl-Z's SIGTSTP to its foreground process group: the supervisor's, not
+    // the service's.
+    kill(supervisor.pid(), Signal::SIGTSTP).expect("Ctrl-Z the supervisor");
+    for (who, pid) in [("service", service_pid), ("supervisor", supervisor_pid)] {
+        assert!(
+            eventually(|| process_state(pid) == Some('T')),
+            "the {who} did not stop on Ctrl-Z (state {:?})",
+            process_state(pid)
+        );
+    }
+    // `fg` continues the supervisor's process group.
+    kill(supervisor.pid(), Signal::SIGCONT).expect("continue the supervisor");
+    for (who, pid) in [("service", service_pid), ("supervisor", supervisor_pid)] {
+        assert!(
+            eventually(|| process_state(pid).is_some_and(|state| state != 'T')),
+            "the {who} did not continue (state {:?})",
+            process_state(pid)
+        );
+    }
+    kill(supervisor.pid(), Signal::SIGTERM).expect("stop the supervisor");
+    assert_eq!(
+        supervisor.wait().code(),
+        Some(143),
+        "{}",
+        supervisor.stderr()
+    );
+    assert!(
+        process_gone(service_pid),
+        "the service outlived its supervisor"
+    );
+}
+
+/// Whether `condition` holds within ten seconds.
+fn eventually(condition: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !condition() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
+
+/// The state letter of process `pid` in `/proc` (`T` when stopped), if it exists.
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
 /// Whether `pid` has exited: gone, or a zombie that nobody has reaped yet (its parent, the
 /// supervisor, is dead).
 fn process_ended(pid: u32) -> bool {

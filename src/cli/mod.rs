@@ -126,8 +126,9 @@ enum Command {
     /// The service runs in its own process group (so it should not read the terminal); SIGINT,
     /// SIGTERM, SIGHUP and SIGQUIT are forwarded to it. After SIGINT, SIGTERM or SIGQUIT it is
     /// not restarted. Dying of a forwarded SIGINT, SIGTERM or SIGHUP is a requested stop, not a
-    /// crash; SIGQUIT (Ctrl-\) asks for the evidence, which is kept as after a crash. Exits with
-    /// the last instance's exit code (128 + N after signal N).
+    /// crash; SIGQUIT (Ctrl-\) asks for the evidence, which is kept as after a crash. Ctrl-Z
+    /// (SIGTSTP) stops the service with the supervisor, and `fg` or `bg` continues both. Exits
+    /// with the last instance's exit code (128 + N after signal N).
     Run(run::RunArgs),
     /// Print a shell completion script, e.g. `flightrec completions bash > /etc/bash_completion.d/flightrec`.
     Completions {

@@ -225,11 +225,19 @@ impl Supervisor<'_> {
                     lived: instance.started.elapsed(),
                 });
             }
-            let Some(signal) = self.events.next(None).and_then(Event::to_forward) else {
+            let Some(event) = self.events.next(None) else {
                 continue;
             };
             // The child is not reaped yet, so its pid (the group's id) is still ours.
             let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+            if event.is_suspend() {
+                signals::suspend(Some(group));
+            } else if event.is_continue() {
+                let _ = nix::sys::signal::killpg(group, Signal::SIGCONT);
+            }
+            let Some(signal) = event.to_forward() else {
+                continue;
+            };
             let _ = nix::sys::signal::killpg(group, signal);
             forwarded = Some(signal);
             stop_asked |= matches!(signal, Signal::SIGINT | Signal::SIGTERM | Signal::SIGQUIT);
@@ -246,6 +254,9 @@ impl Supervisor<'_> {
                 return true;
             }
             if let Some(event) = self.events.next(Some(left)) {
+                if event.is_suspend() {
+                    signals::suspend(None);
+                }
                 if event.to_forward().is_some() {
                     say!("stopped while waiting to restart");
                     return false;

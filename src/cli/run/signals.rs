@@ -1,5 +1,6 @@
 //! What the supervisor waits for, as one stream of events: SIGINT, SIGTERM, SIGHUP and SIGQUIT
-//! to forward, SIGCHLD when a child may have ended, and the export thread saying it is done.
+//! to forward, SIGTSTP and SIGCONT (job control: Ctrl-Z, `fg`, `bg`), SIGCHLD when a child may
+//! have ended, and the export thread saying it is done.
 //!
 //! `signal-hook` turns the signals into messages read by one thread (its handler only writes to
 //! a pipe), so the main loop can wait with a timeout while it backs off between restarts. The
@@ -13,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use nix::sys::signal::Signal;
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGCONT, SIGHUP, SIGINT, SIGPIPE, SIGQUIT, SIGTERM, SIGTSTP};
 use signal_hook::iterator::Signals;
 
 /// Something that happened.
@@ -37,6 +38,29 @@ impl Event {
             _ => None,
         }
     }
+
+    /// Whether this is Ctrl-Z (SIGTSTP), which the terminal sends to the supervisor's process
+    /// group only: the service's must be stopped by hand.
+    pub fn is_suspend(self) -> bool {
+        self == Event::Signal(Signal::SIGTSTP)
+    }
+
+    /// Whether this is SIGCONT, after a suspend: the service's process group must be continued.
+    pub fn is_continue(self) -> bool {
+        self == Event::Signal(Signal::SIGCONT)
+    }
+}
+
+/// Stops the service's process group `group` (when there is a service) with the SIGTSTP the
+/// terminal sent, then the supervisor itself, as a shell's job stops on Ctrl-Z. Returns once
+/// the supervisor is continued (`fg`, `bg`); the SIGCONT that continued it then arrives as an
+/// event, on which the caller continues the service.
+pub fn suspend(group: Option<nix::unistd::Pid>) {
+    if let Some(group) = group {
+        let _ = nix::sys::signal::killpg(group, Signal::SIGTSTP);
+    }
+    // Stops the whole process (SIGTSTP itself is caught here).
+    let _ = signal_hook::low_level::emulate_default_handler(SIGTSTP);
 }
 
 /// The stream of events.
@@ -49,8 +73,9 @@ impl Events {
     /// Catches the signals to forward and SIGCHLD from now on and starts the thread that reads
     /// them.
     pub fn start() -> anyhow::Result<Events> {
-        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGCHLD])
-            .context("cannot catch the signals to forward")?;
+        let mut signals =
+            Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP, SIGCONT, SIGCHLD])
+                .context("cannot catch the signals to forward")?;
         // A closed stderr must not kill the supervisor (leaving the service unsupervised): with
         // SIGPIPE caught, writes fail with EPIPE instead, and the lines are dropped.
         signal_hook::flag::register(SIGPIPE, Arc::new(AtomicBool::new(false)))
