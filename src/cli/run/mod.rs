@@ -29,7 +29,7 @@ use nix::unistd::Pid;
 
 use super::Failure;
 use evidence::{Job, Keeper};
-use signals::{Event, Events};
+use signals::Events;
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
