@@ -7,12 +7,13 @@
 
 use std::ops::Range;
 
-use capnp::message::{Builder, ReaderOptions, ScratchSpaceHeapAllocator};
-use capnp::{serialize, Word};
+use capnp::message::{Builder, ReaderOptions};
+use capnp::serialize;
 use flightrec_schemas::trace::TraceKind;
 use flightrec_schemas::trace_capnp as schema;
 
 use super::format::{reader_options, Kind};
+pub use super::scratch::Scratch;
 use super::text::{push_json, push_path};
 use super::{Crash, EventKind, Metadata};
 use crate::history::ReplayPanic;
@@ -274,41 +275,6 @@ impl PendingDiffs {
         self.changes.clear();
         self.bytes.clear();
         self.words = 0;
-    }
-}
-
-/// Memory reused from one message to the next: the segment a message is built in, and the
-/// message serialized. A message larger than the segment was sized for grows into more segments
-/// from the heap, so a low estimate costs speed, never correctness.
-#[derive(Default)]
-pub struct Scratch {
-    segment: Vec<Word>,
-    message: Vec<u8>,
-}
-
-impl Scratch {
-    /// Builds a message of about `bytes` bytes with `fill`, and serializes it into
-    /// [`message`](Scratch::message).
-    fn build(
-        &mut self,
-        bytes: usize,
-        fill: impl FnOnce(&mut Builder<ScratchSpaceHeapAllocator<'_>>),
-    ) {
-        let words = bytes / 8 + MESSAGE_WORDS;
-        if self.segment.len() < words {
-            self.segment = Word::allocate_zeroed_vec(words.next_power_of_two());
-        }
-        let space = Word::words_to_bytes_mut(&mut self.segment[..words]);
-        let mut message = Builder::new(ScratchSpaceHeapAllocator::new(space));
-        fill(&mut message);
-        self.message.clear();
-        // Writing to a Vec cannot fail.
-        let _ = serialize::write_message(&mut self.message, &message);
-    }
-
-    /// The message built last, serialized.
-    pub fn message(&self) -> &[u8] {
-        &self.message
     }
 }
 

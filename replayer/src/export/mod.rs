@@ -28,6 +28,7 @@ mod codec;
 pub mod format;
 mod from_history;
 mod reader;
+mod scratch;
 mod text;
 mod writer;
 

@@ -430,19 +430,21 @@ impl ExportWriter {
         count: u32,
     ) -> Result<u32, ExportError> {
         let message = self.scratch.message();
-        if message.len() as u64 > MAX_CHUNK_BYTES {
+        let raw_len = message.len();
+        if raw_len as u64 > MAX_CHUNK_BYTES {
             return Err(self.misuse(format!(
-                "a {kind:?} chunk of {} bytes, over the limit of {MAX_CHUNK_BYTES}",
-                message.len()
+                "a {kind:?} chunk of {raw_len} bytes, over the limit of {MAX_CHUNK_BYTES}"
             )));
         }
-        let bound = lz4_flex::block::get_maximum_output_size(message.len());
+        let bound = lz4_flex::block::get_maximum_output_size(raw_len);
         if self.compressed.len() < bound {
             self.compressed.resize(bound, 0);
         }
-        let stored_len = lz4_flex::block::compress_into(message, &mut self.compressed)
-            .map_err(|e| self.misuse(format!("LZ4 refused a {kind:?} chunk: {e}")))?;
-        let raw_len = message.len() as u32;
+        let stored_len = match lz4_flex::block::compress_into(message, &mut self.compressed) {
+            Ok(len) => len,
+            Err(e) => return Err(self.misuse(format!("LZ4 refused a {kind:?} chunk: {e}"))),
+        };
+        let raw_len = raw_len as u32;
         let stored = &self.compressed[..stored_len];
         let frame = Frame {
             kind: kind as u32,
