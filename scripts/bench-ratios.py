@@ -13,6 +13,7 @@ below it for scale ("for scale" lines are not judged: their windows differ).
 """
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -114,4 +115,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # `bench-ratios.py | head` ends quietly, as other command-line tools do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     sys.exit(main())
