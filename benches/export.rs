@@ -35,9 +35,10 @@
 //!   - `export_history` is `export_history` of the `History`: the above plus stepping through
 //!     every state, flattening each, diffing it with the one before, and building the input
 //!     trees, on two threads.
-//!   - Last run (medians, one shared 2-core machine, whose load moves the baseline by up to 2x
-//!     between runs): `lz4_same_bytes` 143 ms, `writer` 240 ms (0.59x its speed; 0.27x before
-//!     the writer reused its buffers), `export_history` 1.41 s.
+//!   - Last runs (medians, one shared 2-core machine, whose load moves the baseline by up to 2x
+//!     between runs): `lz4_same_bytes` 154–162 ms, `writer` 252–294 ms, `export_history`
+//!     1.10–1.17 s; paired, the writer ran at 0.55–0.57x LZ4's speed (0.51–0.52x before it
+//!     compressed each message where it was built; 0.27x before it reused its buffers).
 //! - The size of each export beside its ring file is printed at setup: the ring file's size
 //!   (the input lane sized to the next power of two of slots that holds every input), and the
 //!   64-byte slots its inputs fill. Last run (format 2): 100,000 inputs, export 1.77x the ring
