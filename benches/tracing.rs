@@ -32,7 +32,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flightrec_recorder::{Builder, FlightrecLayer, Level, Machine, Tick};
+use flightrec_recorder::{Builder, FlightrecLayer, Level, Machine, Recorded, Tick};
 use tracing::field::{Field, Visit};
 use tracing::{dispatcher, Dispatch, Event, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt as _};
@@ -190,13 +190,18 @@ impl Visit for Fields<'_, '_> {
     }
 }
 
-fn tracing_event(c: &mut Criterion) {
-    let dir = common::ring_dir();
-    let recorded = Builder::new()
-        .path(dir.path().join("tracing.ring"))
+/// A recorder of trace events only, its ring file in `dir`.
+fn recorder(dir: &std::path::Path) -> Recorded<Idle> {
+    Builder::new()
+        .path(dir.join("tracing.ring"))
         .crash_capture(false)
         .build(Idle)
-        .expect("create a ring file");
+        .expect("create a ring file")
+}
+
+fn tracing_event(c: &mut Criterion) {
+    let dir = common::ring_dir();
+    let recorded = recorder(dir.path());
     let mut group = c.benchmark_group("tracing_event");
     group.throughput(Throughput::Elements(1));
 
@@ -252,11 +257,7 @@ fn info(order: &Cell<u64>) {
 /// each side installs its subscriber for its own part of the sample.
 fn tracing_ratios(c: &mut Criterion<Ratio>) {
     let dir = common::ring_dir();
-    let recorded = Builder::new()
-        .path(dir.path().join("tracing-paired.ring"))
-        .crash_capture(false)
-        .build(Idle)
-        .expect("create a ring file");
+    let recorded = recorder(dir.path());
     let ring = Dispatch::new(tracing_subscriber::registry().with(RingLayer::new()));
     let flightrec =
         Dispatch::new(tracing_subscriber::registry().with(FlightrecLayer::new(recorded.tracer())));
