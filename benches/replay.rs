@@ -130,8 +130,9 @@ fn throughput_ring(dir: &Path) -> (PathBuf, Ring) {
     for (seq, input) in inputs.iter().enumerate() {
         expected.apply(input, tick(seq as u64));
     }
-    let mut history = History::<Accounts>::replay(&ring, Recovered::of(&ring), &options())
-        .expect("replay the ring file");
+    let mut history =
+        History::<Accounts>::replay(&ring, Recovered::of(&ring), &ReplayOptions::default())
+            .expect("replay the ring file");
     assert_eq!(history.len(), THROUGHPUT_INPUTS);
     assert!(history.verification().passed(), "the replay diverged");
     let last = history
@@ -141,10 +142,6 @@ fn throughput_ring(dir: &Path) -> (PathBuf, Ring) {
     assert_eq!(last.applied, expected.applied);
     assert_eq!(last.rejected, expected.rejected);
     (path, ring)
-}
-
-fn options() -> ReplayOptions {
-    ReplayOptions::default()
 }
 
 /// The baseline: applies already-decoded inputs to a fresh machine.
@@ -157,7 +154,8 @@ fn apply_all(inputs: Vec<Transfer>) -> (Accounts, Vec<Transfer>) {
 }
 
 fn replay(ring: &Ring, recovered: Recovered) -> History<Accounts> {
-    History::<Accounts>::replay(ring, recovered, &options()).expect("replay the ring")
+    History::<Accounts>::replay(ring, recovered, &ReplayOptions::default())
+        .expect("replay the ring")
 }
 
 fn replay_throughput(c: &mut Criterion) {
@@ -178,7 +176,8 @@ fn replay_throughput(c: &mut Criterion) {
     });
     group.bench_function("open_and_replay", |b| {
         b.iter_with_large_drop(|| {
-            History::<Accounts>::open_with(&path, &options()).expect("open and replay the ring")
+            History::<Accounts>::open_with(&path, &ReplayOptions::default())
+                .expect("open and replay the ring")
         })
     });
     group.finish();

@@ -273,14 +273,10 @@ fn tracing_ratios(c: &mut Criterion<Ratio>) {
     drop(recorded);
 }
 
-fn config() -> Criterion {
-    Criterion::default()
-}
-
 criterion_group!(benches, tracing_event);
 criterion_group! {
     name = ratios;
-    config = config().with_measurement(Ratio);
+    config = Criterion::default().with_measurement(Ratio);
     targets = tracing_ratios
 }
 criterion_main!(benches, ratios);
